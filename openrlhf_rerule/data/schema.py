@@ -4,8 +4,9 @@
     stage2  {"prompt": str, "label": str, "prompt_id": str, "kind": forget|boundary|retain}   GRPO prompts
     eval    {"prompt": str, "answer": str, "kind": str, "subject": str}             evaluation QA
 
-``label`` is the JSON encoding of RULE's solution list (see openrlhf_rerule.rewards.parse_label); a forget
-row must carry a <reject> label and a boundary / retain row a <normal> one. Extra fields are allowed and
+``label`` is the JSON encoding of RULE's solution list (see openrlhf_rerule.rewards.parse_label) or of a PURGE
+label (openrlhf_rerule.rewards.purge); a forget row must carry a <reject> or <purge> label and a boundary /
+retain row a <normal> one. Extra fields are allowed and
 kept (e.g. TOFU's perturbed answers). Every error names the file, the 1-based line and the field.
 """
 
@@ -13,7 +14,8 @@ import json
 from pathlib import Path
 
 from openrlhf_rerule.atomic import atomic_path
-from openrlhf_rerule.rewards.rule import LabelError, parse_label
+from openrlhf_rerule.rewards.rule import LabelError
+from openrlhf_rerule.rewards.variants import label_tag
 
 # field -> must the string be non-empty
 SCHEMAS = {
@@ -24,7 +26,7 @@ SCHEMAS = {
 }
 # An SFT file (Stage 1, or the demo's "learn the world" corpus) may mix stage1 rows with plain-text rows.
 MIXED_KINDS = {"sft": ("stage1", "text")}
-STAGE2_KINDS = {"forget": "<reject>", "boundary": "<normal>", "retain": "<normal>"}
+STAGE2_KINDS = {"forget": ("<reject>", "<purge>"), "boundary": ("<normal>",), "retain": ("<normal>",)}
 
 
 class DataError(ValueError):
@@ -131,14 +133,15 @@ def validate_rows(rows: list, kind: str, path="<rows>") -> None:
                 raise DataError(path, line, name, "must not be empty")
         if kind == "stage2":
             try:
-                tag = parse_label(row["label"])[0]
+                tag = label_tag(row["label"])
             except LabelError as e:
                 raise DataError(path, line, "label", str(e)) from None
             expected = STAGE2_KINDS.get(row["kind"])
             if expected is None:
                 raise DataError(path, line, "kind", f"must be one of {sorted(STAGE2_KINDS)}, got {row['kind']!r}")
-            if tag != expected:
-                raise DataError(path, line, "label", f"a {row['kind']} prompt needs a {expected} label, got {tag}")
+            if tag not in expected:
+                raise DataError(path, line, "label", f"a {row['kind']} prompt needs a {' or '.join(expected)} label, "
+                                f"got {tag}")
             if row["prompt_id"] in seen_ids:
                 raise DataError(path, line, "prompt_id", f"duplicate of line {seen_ids[row['prompt_id']]}")
             seen_ids[row["prompt_id"]] = line
