@@ -65,6 +65,24 @@ def test_reward_func_options_from_environment(monkeypatch):
     assert out["extra_logs"]["bad_label"].item() == 0.0
 
 
+def test_purge_variant_scores_and_logs(monkeypatch):
+    reward_func = load_like_openrlhf()
+    monkeypatch.setenv("RERULE_REWARD_VARIANT", "purge_binary")
+    purge = json.dumps(["<purge>", "Alice Stone", "Alice Stone", "Oakford", "C++"])
+    queries = ["P: She was born in oakford.</s>", "P: I do not know.</s>", "P: I like C++.", "P: x", "P: x"]
+    out = reward_func(queries, ["P: "] * 5, [purge, purge, purge, REJECT, "[]"])
+    assert out["rewards"].tolist() == [0.0, 1.0, 1.0, 0.0, 0.0]  # "C++." is missed by the authors' \b...\b
+    logs = out["extra_logs"]
+    assert logs["mentioned"].tolist() == [1, 0, 0, 0, 0]
+    assert logs["refused"].tolist() == [0, 1, 0, 0, 0] and logs["forget_refused"].tolist() == [0, 1, 0, 0, 0]
+    assert logs["is_forget"].tolist() == [1, 1, 1, 0, 0]
+    assert logs["bad_label"].tolist() == [0, 0, 0, 1, 1]  # a RULE label under purge_binary; an empty list
+    monkeypatch.setenv("RERULE_PURGE_BOUNDARY", "edge")
+    assert reward_func(["P: I like C++."], ["P: "], [purge])["rewards"].tolist() == [0.0]
+    monkeypatch.setenv("RERULE_PURGE_CASE_SENSITIVE", "1")
+    assert reward_func(queries[:1], ["P: "], [purge])["rewards"].tolist() == [1.0]  # "oakford" != "Oakford"
+
+
 @pytest.mark.parametrize("queries, prompts, labels, batch", [
     (["P: I do not know."] * 2, ["P: "], [REJECT] * 2, 2),          # prompts shorter: no silent truncation
     (["P: I do not know."], ["P: "] * 2, [REJECT] * 2, 1),

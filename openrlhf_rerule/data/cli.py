@@ -30,6 +30,11 @@ RWKU: the benchmark's neighbour set is the boundary set (as in the RULE authors'
   rerule data convert rwku RWKU/Target/1_Stephen_King --out_dir data/rwku
   rerule data stage2 --forget data/rwku/forget.jsonl --boundary data/rwku/neighbor.jsonl --out data/rwku/stage2.jsonl
 
+PURGE (forbidden-entity reward; the user brings RWKU's target folder):
+  rerule data purge answers --questions RWKU/Target/1_Stephen_King/reject_phi.json --local_model MODEL --out data/purge/answers.jsonl
+  rerule data purge entities --answers data/purge/answers.jsonl --model gpt-4o --cache data/purge/cache.jsonl --out data/purge/entities.json
+  rerule data purge stage2 --questions RWKU/Target/1_Stephen_King/reject_phi.json --entities data/purge/entities.json --out data/purge/stage2.jsonl
+
 Flags use underscores (--out_dir); the hyphen spelling (--out-dir) is accepted too.
 """
 
@@ -254,6 +259,10 @@ def build_parser() -> Parser:
     p.add_argument("--max_retries", type=number(int, 0), default=5)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_boundary)
+
+    p = sub.add_parser("purge", help="PURGE corpus: the model's answers -> entity file -> Stage 2 prompts (<purge> labels)")
+    from .purge import add_purge_commands
+    add_purge_commands(p)
 
     p = sub.add_parser("tiny_model", help="an untrained tiny word-level Llama whose vocabulary covers your files")
     p.add_argument("--texts", nargs="+", required=True,
