@@ -2,12 +2,17 @@
 src/rewards/binary.py: re.escape each term, join with |, wrap in \\b(?:...)\\b, re.IGNORECASE, search the
 completion): 1.0 when no term is found, else 0.0."""
 
+import importlib.util
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from openrlhf_rerule.rewards import (LabelError, check_label_fits, label_tag, make_scorer, parse_label,
                                      parse_purge_label, purge_label, purge_reward)
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "purge_agreement.py"
 
 
 def reward(completion, terms, **options):
@@ -141,3 +146,15 @@ def test_make_scorer_passes_the_purge_options():
     assert make_scorer("purge_binary", purge_boundary="edge")("I like C++.", label).reward == 0.0
     with pytest.raises(ValueError):
         make_scorer("purge")
+
+
+@pytest.mark.skipif(not os.environ.get("RERULE_PURGE_AUTHORS_DIR"),
+                    reason="set RERULE_PURGE_AUTHORS_DIR to a copy of github strzar/purge to compare with binary.py")
+def test_agreement_with_the_authors_binary_py_on_their_released_lists():
+    """Their own BinaryReward and ours on every released fts.json and ~125k completions (benchmarks/purge_agreement.py)."""
+    spec = importlib.util.spec_from_file_location("purge_agreement", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.compare(Path(os.environ["RERULE_PURGE_AUTHORS_DIR"]))
+    assert result["lists"] > 0 and result["completions"] > 0
+    assert result["disagreements"] == [] and result["agree"] == result["completions"]

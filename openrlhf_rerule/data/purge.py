@@ -181,14 +181,14 @@ def entity_list(target: str, candidates: list[str], top_k: int) -> list[str]:
 
 
 def common_word_warnings(terms: list[str], extra_stopwords=frozenset()) -> list[str]:
-    """Terms likely to match ordinary text: function words, one short word (<= 3 letters: "It", "Li", "Ren"),
-    bare numbers."""
+    """Terms likely to match ordinary text: function words, one short word (<= 3 letters, not an acronym:
+    "It", "Li", "Ren"), bare numbers."""
     stop = FUNCTION_WORDS | {w.lower() for w in extra_stopwords}
     warnings = []
     for term in terms:
         if term.lower() in stop:
             warnings.append(f"{term!r} is a common English word: every completion using it scores 0")
-        elif len(term) <= 3 and term.isalpha():
+        elif len(term) <= 3 and term.isalpha() and not term.isupper():  # acronyms ("AOL") rarely occur otherwise
             warnings.append(f"{term!r} is a short word: it also matches unrelated words and names")
         elif term.replace(",", "").replace(".", "").isdigit():
             warnings.append(f"{term!r} is a bare number: it matches any text that mentions it")
