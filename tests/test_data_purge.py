@@ -163,3 +163,38 @@ def test_extraction_replies_and_entity_lists():
     warnings = common_word_warnings(["Stephen King", "It", "Ren", "1947", "Carrie", "the"])
     assert [w.split("'")[1] for w in warnings] == ["It", "Ren", "1947", "the"]
     assert common_word_warnings(["Carrie"], extra_stopwords={"carrie"})
+
+
+@pytest.mark.parametrize("content, words", [
+    ("[]", "no terms"), ('["Mira Holt", 3]', "array of strings"), ('{"terms": ["Mira Holt"]}', "array of strings"),
+    ('["Mira Holt"', "invalid JSON"), ("# only a comment\n\n", "no terms"),
+])
+def test_bad_entity_files_are_one_line_errors(rwku, content, words, capsys, tmp_path):
+    (tmp_path / "entities.json").write_text(content)
+    code, _, err = run(["data", "purge", "stage2", "--questions", str(rwku["folder"] / "reject_phi.json"),
+                        "--entities", str(tmp_path / "entities.json"), "--out", str(tmp_path / "s.jsonl")], capsys)
+    assert code == 2 and words in err and "entities.json" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.jsonl").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--out", "a.jsonl"], "--local_model DIR"),                                     # neither source
+    (["--out", "a.jsonl", "--base_url", "http://127.0.0.1:9/v1"], "--model"),        # a server without a model name
+    (["--out", "a.jsonl", "--local_model", "no/such/dir"], "--local_model no/such/dir"),
+])
+def test_bad_answer_sources_are_refused_before_any_work(rwku, argv, words, capsys, tmp_path):
+    code, _, err = run(["data", "purge", "answers", "--questions", str(rwku["folder"] / "reject_phi.json"), *argv],
+                       capsys)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_a_reply_that_is_not_json_is_a_one_line_error_and_stays_cached(chat_stub, capsys, tmp_path):
+    stub = chat_stub(lambda body: "Sure! The entities are Mira Holt and Dunmore.")
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"prompt": "q", "response": "Mira Holt of Dunmore", "subject": TARGET}) + "\n")
+    argv = ["data", "purge", "entities", "--answers", str(answers), "--base_url", stub.url, "--model", "x",
+            "--cache", str(tmp_path / "cache.jsonl"), "--out", str(tmp_path / "e.json")]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "not JSON" in err and "--offline LIST" in err and not (tmp_path / "e.json").exists()
+    assert run(argv, capsys)[0] == 2 and len(stub.calls) == 1  # the paid reply is reused, not re-sent

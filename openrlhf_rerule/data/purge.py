@@ -125,12 +125,12 @@ def read_terms(path) -> list[str]:
     """An entity list: a JSON array of strings (the authors' fts.json), or plain text with one term a line
     (blank lines and lines starting with # skipped)."""
     text = read_text(path)
-    if text.lstrip().startswith("["):
+    if text.lstrip().startswith(("[", "{")):  # JSON (an object is refused below, not read as one odd term)
         try:
             terms = json.loads(text)
         except json.JSONDecodeError as e:
             raise DataError(path, e.lineno, "(file)", f"invalid JSON: {e.msg}") from None
-        if not all(isinstance(t, str) for t in terms):
+        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
             raise DataError(path, 0, "(file)", "expected a JSON array of strings")
     else:
         terms = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
