@@ -136,8 +136,10 @@ def check_resume_settings(cfg, ckpt: Path) -> list[str]:
         return [f"{ckpt} has no {RUN_FILE}; settings not compared"]
     saved = json.loads(run_file.read_text())
     before, now = settings_of(saved["config"]), settings_of(dataclasses.asdict(cfg))
+    # A setting added since the checkpoint was written (e.g. purge_boundary) changes nothing at its default.
+    defaults = settings_of(dataclasses.asdict(type(cfg)()))
     diffs = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
-             if before.get(k) != now.get(k)]
+             if before.get(k) != now.get(k) and not (k not in before and now.get(k) == defaults.get(k))]
     if saved.get("data_sha256") and saved["data_sha256"] != file_sha256(cfg.data):
         diffs.append(f"data: the contents of {cfg.data} changed since the checkpoint")
     if diffs and not cfg.allow_config_change:
