@@ -6,9 +6,12 @@ import json
 import pytest
 import torch
 
+from openrlhf_rerule.cli import UserError
 from openrlhf_rerule.local import grpo, sft
 from openrlhf_rerule.local.checkpoint import RUN_FILE, save_checkpoint
 from openrlhf_rerule.local.cli import main
+from openrlhf_rerule.local.config import Stage2Config
+from openrlhf_rerule.local.preflight import check_resume_settings
 from openrlhf_rerule.local.tiny import save_tiny_model
 
 QA = [("where does alba live ?", "alba lives in paris .", "alba"), ("where does bruno live ?", "bruno lives in rome .", "bruno")]
@@ -193,10 +196,6 @@ def test_a_setting_added_since_the_checkpoint_is_no_change_at_its_default(tmp_pa
     """A checkpoint written before purge_boundary / purge_case_sensitive existed resumes without --allow_config_change;
     a non-default value of such a setting is still a change."""
     import dataclasses as dc
-
-    from openrlhf_rerule.cli import UserError
-    from openrlhf_rerule.local.config import Stage2Config
-    from openrlhf_rerule.local.preflight import check_resume_settings
 
     data = tmp_path / "d.jsonl"
     data.write_text("x\n")
