@@ -9,7 +9,7 @@ import sys
 
 from pathlib import Path
 
-from openrlhf_rerule.cli import Parser, UserError, number, user_errors
+from openrlhf_rerule.cli_convention import Parser, UserError, number, user_errors
 
 from .schema import SCHEMAS, DataError, read_jsonl, read_records, read_text, write_jsonl
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from openrlhf_rerule.atomic import atomic_path
+from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.rewards.rule import LabelError, parse_label
 
 # field -> must the string be non-empty
@@ -27,8 +28,9 @@ MIXED_KINDS = {"sft": ("stage1", "text")}
 STAGE2_KINDS = {"forget": "<reject>", "boundary": "<normal>", "retain": "<normal>"}
 
 
-class DataError(ValueError):
-    """Bad input data; the message names the file, the line and the field (line 0: the file as a whole)."""
+class DataError(UserError, ValueError):
+    """Bad input data; the message names the file, the line and the field (line 0: the file as a whole).
+    A UserError, so every command reports it as one line with exit code 2."""
 
     def __init__(self, path, line, field, message):
         self.path, self.line, self.field = str(path), line, field

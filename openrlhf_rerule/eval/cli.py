@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from openrlhf_rerule.chat_endpoint import EndpointError
-from openrlhf_rerule.cli import Parser, number
+from openrlhf_rerule.cli_convention import Parser, number
 
 from .io import EvalDataError, Problems, finite_or_none, save_results
 
