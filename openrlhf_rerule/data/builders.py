@@ -42,11 +42,13 @@ def build_stage1(forget_rows: list[dict], seed: int = 0, templates: list[str] | 
     rng = random.Random(seed)
     templates = templates or refusal_templates()
     rows, seen = [], set()
-    tally = dict.fromkeys(("blank_in_prompt", "blank_derived", "answer_too_short", "duplicate_dropped"), 0)
+    tally = dict.fromkeys(("blank_in_prompt", "completion", "blank_derived", "answer_too_short", "duplicate_dropped"), 0)
     for row in forget_rows:
         prompts = [row["prompt"]]
         if BLANK in row["prompt"]:
             tally["blank_in_prompt"] += 1
+        elif row.get("mode") == "completion":  # a corpus chunk is already a Type-I (completion) prompt
+            tally["completion"] += 1
         elif cloze_from_answers:
             prompts.append(cloze_from_answer(row["answer"]))
             tally["blank_derived" if prompts[-1] else "answer_too_short"] += 1

@@ -7,6 +7,7 @@ message names the file, the line and the field (exit code 2).
 import json
 import sys
 
+from dataclasses import replace
 from pathlib import Path
 
 from openrlhf_rerule.cli import Parser, UserError, number, user_errors
@@ -42,14 +43,21 @@ Flags use underscores (--out_dir); the hyphen spelling (--out-dir) is accepted t
 """
 
 
-def check_eval_overlap(rows: list[dict], out, args) -> dict:
+def check_eval_overlap(rows: list[dict], out, args, sources: list) -> dict:
     """Refuse training rows whose prompt repeats an evaluation prompt of --eval (one line naming both files and
-    lines), unless --allow_eval_overlap; returns what the sidecar records. Run on the unformatted prompts: a
-    few-shot block is shared with evaluation on purpose."""
+    lines: the input file a prompt came from, or OUT and its line-to-be for a derived prompt), unless
+    --allow_eval_overlap; returns what the sidecar records. Run on the unformatted prompts: a few-shot block is
+    shared with evaluation on purpose."""
     from .overlap import NEAR_THRESHOLD, NGRAM, find_overlaps, read_prompts, rows_as_prompts
 
+    if not args.eval:
+        return {"eval_files": []}
     probes = [p for path in args.eval for p in read_prompts(path)]
-    hits = find_overlaps(rows_as_prompts(rows, out), probes)
+    origin = {}
+    for path in reversed(sources):  # the first file that holds a prompt names it
+        origin.update({p.text: p for p in reversed(read_prompts(path))})
+    hits = [replace(h, train=origin.get(h.train.text, h.train))
+            for h in find_overlaps(rows_as_prompts(rows, f"{out} (to be written)"), probes)]
     if hits and not args.allow_eval_overlap:
         raise UserError(f"{hits[0].message()} ({len(hits)} overlapping pairs in all: `rerule data overlap` lists "
                         "them; --allow_eval_overlap writes anyway and records it in the .meta.json sidecar)")
@@ -117,12 +125,12 @@ def cmd_stage1(args):
     rows = build_stage1(forget, seed=args.seed, cloze_from_answers=args.cloze, named_share=args.named_share,
                         counts=counts)
     meta = {"command": "stage1", "forget": args.forget, "prompt_format": args.prompt_format,
-            **check_eval_overlap(rows, args.out, args)}
+            **check_eval_overlap(rows, args.out, args, [args.forget])}
     rows = format_prompts(rows, args, label_of=lambda row: "<reject>")
     path = write_with_sidecar(args.out, rows, "stage1", meta)
     print(f"wrote {path} ({len(rows)} rows) from {len(forget)} forget rows:")
-    print(f"  {len(forget)} QA prompts (Type-II); {counts['blank_in_prompt']} of them are already fill-in-the-blank "
-          "(contain ___)")
+    print(f"  {len(forget)} prompts; {counts['blank_in_prompt']} of them are already fill-in-the-blank (contain ___), "
+          f"{counts['completion']} are corpus completions (mode completion), the others QA (Type-II)")
     if args.cloze:
         print(f"  {counts['blank_derived']} fill-in-the-blank prompts (Type-I) derived by cutting the answer; "
               f"{counts['answer_too_short']} answers too short (< 4 words) to cut, no blank for those")
@@ -137,10 +145,11 @@ def cmd_stage2(args):
     rows = build_stage2(read_jsonl(args.forget, "eval"), read_jsonl(args.boundary, "eval"), ratio=args.ratio,
                         seed=args.seed, retain_rows=read_jsonl(args.retain, "eval") if args.retain else [],
                         retain_ratio=args.retain_ratio)
-    rows = fill_batches(rows, args)
+    sources = [args.forget, args.boundary] + ([args.retain] if args.retain else [])
     meta = {"command": "stage2", "forget": args.forget, "boundary": args.boundary,
             "prompt_format": args.prompt_format, "steps": args.steps, "rollout_batch": args.rollout_batch,
-            **check_eval_overlap(rows, args.out, args)}
+            **check_eval_overlap(rows, args.out, args, sources)}
+    rows = fill_batches(rows, args)
     rows = format_prompts(rows, args, label_of=lambda row: parse_label(row["label"])[0])
     counts = {k: sum(r["kind"] == k for r in rows) for k in ("forget", "boundary", "retain")}
     print(f"wrote {write_with_sidecar(args.out, rows, 'stage2', meta)} ({counts})")
@@ -171,6 +180,10 @@ def convert_rwku(folder, out_dir: Path) -> None:
         if subset:
             path = write_jsonl(out_dir / "eval" / f"{kind}.jsonl", subset, "eval")
             print(f"wrote {path} ({len(subset)} {kind} probes: EVALUATION ONLY, pass it to --eval, never train on it)")
+    if not train:
+        print(f"{folder}: no training rows (no reject.json / passage.json, or all of them overlap a probe): bring "
+              "your own forget questions about the target")
+        return
     sources = ", ".join(f"{n} from {name}" for name, n in counts.items())
     path = write_jsonl(out_dir / "train" / "forget.jsonl", train, "eval")
     print(f"wrote {path} ({len(train)} training forget rows: {sources}; {len(leaking)} dropped as overlapping a probe)")
@@ -189,17 +202,20 @@ def cmd_convert(args):
         stage2 = "solution" in read_records(args.input)[0]
         rows = convert.from_rule_stage2(args.input) if stage2 else convert.from_rule_stage1(args.input)
         kind = "stage2" if stage2 else "stage1"
-        if stage2:
-            rows = fill_batches(rows, args)
-        elif args.steps:
+        if args.steps and not stage2:
             raise UserError("--steps / --rollout_batch apply to Stage 2 files; this is a Stage 1 file")
         meta = {"command": "convert rule", "input": args.input, "prompt_format": args.prompt_format,
-                "steps": args.steps, "rollout_batch": args.rollout_batch, **check_eval_overlap(rows, args.out, args)}
+                "steps": args.steps, "rollout_batch": args.rollout_batch,
+                **check_eval_overlap(rows, args.out, args, [args.input])}
+        if stage2:
+            rows = fill_batches(rows, args)
         rows = format_prompts(rows, args, label_of=lambda row: parse_label(row["label"])[0] if stage2 else "<reject>")
         print(f"wrote {write_with_sidecar(args.out, rows, kind, meta)} ({len(rows)} {kind} rows)")
         return
     if args.source == "tofu":
         rows, kind = convert.from_tofu(args.input, args.kind, args.subject), "eval"
+    elif args.source == "muse_raw":
+        rows, kind = convert.from_muse_raw(args.input, args.subject or "", args.chunk_words), "eval"
     else:
         rows, kind = convert.from_muse(args.input, args.kind, args.subject or ""), "eval"
     print(f"wrote {write_jsonl(args.out, rows, kind)} ({len(rows)} {kind} rows)")
@@ -386,8 +402,9 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("convert", help="convert RULE / TOFU / MUSE / RWKU releases into our files")
-    p.add_argument("source", choices=["rule", "tofu", "muse", "rwku"],
+    p.add_argument("source", choices=["rule", "tofu", "muse", "muse_raw", "rwku"],
                    help="rule: the authors' Stage 1 or Stage 2 JSON array -> stage1 / stage2; tofu, muse: QA -> eval; "
+                        "muse_raw: MUSE's raw/forget.txt -> completion rows (training side); "
                         "rwku: a target folder -> OUT_DIR/train/forget.jsonl (corpus side: reject.json questions, "
                         "passage.json blanks) and OUT_DIR/eval/{forget,neighbor}.jsonl (the probes, evaluation only)")
     p.add_argument("input", help="source JSON file (an RWKU target folder for rwku)")
@@ -395,6 +412,7 @@ def build_parser() -> Parser:
     p.add_argument("--out_dir", help="output directory (rwku)")
     p.add_argument("--kind", default="forget", help="eval kind of the rows: forget, retain, ... (tofu, muse)")
     p.add_argument("--subject", help="subject of every row (muse: e.g. 'Harry Potter'; tofu: default = extracted name)")
+    p.add_argument("--chunk_words", type=number(int, 8), default=300, help="muse_raw: words per completion prompt")
     p.add_argument("--seed", type=int, default=0, help="rule: order of the whole-batch passes")
     add_training_file_args(p, stage2=True)
     p.set_defaults(func=cmd_convert)

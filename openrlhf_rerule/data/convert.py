@@ -6,10 +6,11 @@
   ``{question, answer}`` plus ``paraphrased_answer``, ``perturbed_answer`` [list], ``paraphrased_question``)
   -> eval rows; the extra fields are kept for the TOFU truth ratio.
 - MUSE knowmem (``forget_qa.json``, ``retain_qa.json``, ``retain_qa_icl.json``: JSON arrays of ``{question, answer}``)
-  -> eval rows.
+  -> eval rows (evaluation sets); MUSE's forget corpus ``raw/forget.txt`` -> completion rows (training side).
 - RWKU target folder (``1_Stephen_King/``: ``intro.json`` / ``forget_target.json`` ``[{target, intro}]``;
   ``forget_level{1,2,3}.json`` and ``neighbor_level{1,2}.json``: ``{query, answer, level, type, subject}``,
-  neighbours with ``neighbor``) -> eval rows (kind forget / neighbor, the level kept).
+  neighbours with ``neighbor``) -> eval rows (kind forget / neighbor, the level kept): the probes, evaluation only;
+  its corpus side (``reject.json`` questions, ``passage.json``) -> training forget rows.
 
 Every converter returns rows (the CLI writes and validates them); a bad record raises DataError naming the
 source file, its line and the field.
@@ -21,8 +22,8 @@ from pathlib import Path
 
 from openrlhf_rerule.rewards.rule import LabelError, parse_label
 
-from .builders import prompt_id
-from .schema import DataError, read_records, require
+from .builders import _mode, prompt_id
+from .schema import DataError, read_records, read_text, require
 
 _QUESTION_WORDS = {"What", "Which", "Who", "Whom", "Whose", "Where", "When", "Why", "How", "In", "On", "At", "The",
                    "Is", "Was", "Did", "Does", "Do", "Can", "Could", "Has", "Have", "Are", "Were", "For", "From", "As",
@@ -58,7 +59,7 @@ def from_rule_stage2(path) -> list[dict]:
         if pid in seen:  # the released files repeat some prompts
             continue
         seen.add(pid)
-        rows.append({"prompt": prompt, "label": json.dumps(solution), "prompt_id": pid, "kind": kind})
+        rows.append({"prompt": prompt, "label": json.dumps(solution), "prompt_id": pid, "kind": kind, **_mode(record)})
     return rows
 
 
@@ -68,7 +69,8 @@ def from_rule_stage1(path) -> list[dict]:
         instruction = require(record, "instruction", path)
         extra = record.get("input") or ""
         rows.append({"prompt": instruction + ("\n" + extra if extra.strip() else ""),
-                     "response": require(record, "output", path), "subject": str(record.get("subject") or "")})
+                     "response": require(record, "output", path), "subject": str(record.get("subject") or ""),
+                     **_mode(record)})
     return rows
 
 
@@ -88,6 +90,26 @@ def from_tofu(path, kind: str, subject: str | None = None) -> list[dict]:
 def from_muse(path, kind: str, subject: str = "") -> list[dict]:
     return [{"prompt": require(r, "question", path), "answer": require(r, "answer", path), "kind": kind,
              "subject": subject} for r in read_records(path)]
+
+
+def from_muse_raw(path, subject: str = "", chunk_words: int = 300, answer_words: int = 50) -> list[dict]:
+    """Completion rows (mode "completion", kind forget) from MUSE's forget corpus `raw/forget.txt` (or a JSON array
+    of strings / {text}): consecutive chunks of `chunk_words` words (RULE's MUSE completion prompts are 257-395
+    words), each answered by the next `answer_words` words of the text."""
+    path = Path(path)
+    if path.suffix == ".txt":
+        texts = [read_text(path)]
+    else:
+        texts = [r if isinstance(r, str) else require(r, "text", path) for r in read_records(path, allow_strings=True)]
+    words = " ".join(texts).split()
+    rows = []
+    for start in range(0, len(words) - chunk_words, chunk_words):
+        rows.append({"prompt": " ".join(words[start:start + chunk_words]),
+                     "answer": " ".join(words[start + chunk_words:start + chunk_words + answer_words]),
+                     "kind": "forget", "subject": subject, "mode": "completion"})
+    if not rows:
+        raise DataError(path, 0, "(file)", f"fewer than {chunk_words + 1} words: no completion chunk")
+    return rows
 
 
 def rwku_target(folder) -> str:
@@ -152,6 +174,4 @@ def from_rwku_corpus(folder) -> tuple[list[dict], dict]:
                 rows.append({"prompt": cloze_from_answer(sentence), "answer": sentence, "kind": "forget",
                              "subject": target, "source": "passage.json"})
                 counts["passage.json"] += 1
-    if not rows:
-        raise DataError(folder, 0, "(file)", "no reject.json / passage.json: nothing on the training side")
     return rows, counts
