@@ -92,6 +92,16 @@ BAD_FLAGS = [
     (["tiny_model", "--texts", "{d}/nowhere.txt", "--out", "{d}/m"], "no such file"),
     (["tiny_model", "--out", "{d}/m"], "--texts"),
     (["frobnicate"], "invalid choice"),
+    (["stage1", "--forget", "{d}/good.jsonl", "--out", "{d}/o.jsonl", "--eval", "{d}/nowhere.json"], "nowhere.json"),
+    (["stage1", "--forget", "{d}/good.jsonl", "--out", "{d}/o.jsonl", "--prompt_format", "rule_muse"], "--icl"),
+    (["stage1", "--forget", "{d}/good.jsonl", "--out", "{d}/o.jsonl", "--icl", "{d}/good.jsonl"], "--prompt_format"),
+    (["stage2", "--forget", "{d}/good.jsonl", "--boundary", "{d}/good.jsonl", "--out", "{d}/o.jsonl",
+      "--prompt_format", "rule_muse_label_leak", "--icl", "{d}/good.jsonl"], "--normal_icl"),
+    (["stage2", "--forget", "{d}/good.jsonl", "--boundary", "{d}/good.jsonl", "--out", "{d}/o.jsonl", "--steps", "0"],
+     "--steps"),
+    (["convert", "tofu", "{d}/good.jsonl", "--out", "{d}/o.jsonl", "--steps", "3"], "convert rule only"),
+    (["overlap", "{d}/good.jsonl"], "eval"),
+    (["overlap", "{d}/good.jsonl", "{d}/latin1.jsonl"], "line 2"),
 ]
 
 

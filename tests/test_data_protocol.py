@@ -318,3 +318,29 @@ def test_prompt_format_flags(leaky, capsys):
     rows = read_jsonl(d / "s1.jsonl", "stage1")
     assert rows[0]["prompt"] == ("<s>Question: Q1?\nAnswer: A1\n\nQuestion: Q2?\nAnswer: A2\n\n"
                                  "Question: Where did Mira Holt grow up as a child before moving away?\nAnswer: ")
+
+
+def test_one_prompt_format_for_training_and_evaluation(monkeypatch):
+    """The MUSE evaluation builds its prompts with the same functions as the training data: KnowMem's 10-shot prompt
+    is the rule_muse training prompt (BOS aside: the evaluation tokenizes with special tokens), and under
+    `rerule eval muse --prompt_format rule_muse` VerbMem's is the completion row's, cut at the first newline."""
+    from openrlhf_rerule.eval import muse
+
+    trained = apply_prompt_format([{"prompt": "Who?"}], "rule_muse", ICL, bos="", label_of=lambda row: "<reject>")
+    assert muse.knowmem_prompt("Who?", ICL) == trained[0]["prompt"]
+    assert muse.verbmem_prompt("It was late", "rule_muse") == "Completion: It was late\nAnswer: "
+    assert muse.verbmem_prompt("It was late", "muse") == "It was late"
+
+    class Tokenizer:
+        def __call__(self, text, add_special_tokens):
+            return {"input_ids": text.split()}
+
+        def decode(self, ids, skip_special_tokens):
+            return " ".join(ids)
+
+    seen = []
+    monkeypatch.setattr(muse, "generate", lambda lm, prompts, *a, **k: seen.extend(prompts) or ["the end\nmore"])
+    lm = type("LM", (), {"tokenizer": Tokenizer()})()
+    _, items = muse._verbmem(lm, [{"prompt": "It was late", "gt": "the end"}], 8, "rule_muse")
+    assert seen == ["Completion: It was late\nAnswer: "] and items[0]["output"] == "the end"
+    assert items[0]["rougeL_f1"] == pytest.approx(1.0)
