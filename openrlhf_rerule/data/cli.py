@@ -101,6 +101,10 @@ def write_with_sidecar(out, rows: list[dict], kind: str, meta: dict) -> Path:
     """The rows, then `<out>.meta.json` beside them (both atomically): how the file was made and checked."""
     from openrlhf_rerule.atomic import atomic_path
 
+    # OpenRLHF loads the file with `datasets`' JSON reader, which wants the same fields in every row
+    for key, default in (("mode", "qa"), ("repeat", 0)):
+        if any(key in row for row in rows):
+            rows = [{key: default, **row} for row in rows]
     path = write_jsonl(out, rows, kind)
     with atomic_path(Path(f"{out}.meta.json")) as tmp:
         tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
