@@ -22,7 +22,7 @@ def prompt_id(kind: str, prompt: str) -> str:
     return f"{kind}-{hashlib.sha1(prompt.encode('utf-8')).hexdigest()[:12]}"
 
 
-def _mode(row: dict) -> dict:
+def row_mode(row: dict) -> dict:
     """RULE's MUSE rows are "qa" or "completion" (the prompt format depends on it): carried over when given."""
     return {"mode": row["mode"]} if "mode" in row else {}
 
@@ -59,7 +59,7 @@ def build_stage1(forget_rows: list[dict], seed: int = 0, templates: list[str] | 
                 seen.add(prompt)
                 response = pick_refusal(rng, row.get("subject", ""), templates, named_share)
                 rows.append({"prompt": prompt, "response": response, "subject": row.get("subject", ""),
-                             **_mode(row)})
+                             **row_mode(row)})
     if counts is not None:
         counts.update(tally)
     return rows
@@ -90,11 +90,11 @@ def build_stage2(forget_rows: list[dict], boundary_rows: list[dict], ratio: floa
         subject = row.get("subject", "")
         label = ["<reject>", pick_refusal(rng, subject, templates, named_share)] + ([subject] if subject else [])
         rows.append({"prompt": row["prompt"], "label": json.dumps(label), "prompt_id": prompt_id("forget", row["prompt"]),
-                     "kind": "forget", **_mode(row)})
+                     "kind": "forget", **row_mode(row)})
     for kind, pool, share in (("boundary", boundary, ratio), ("retain", retain, retain_ratio)):
         chosen = rng.sample(pool, min(len(pool), round(share * len(forget))))
         rows += [{"prompt": r["prompt"], "label": json.dumps(["<normal>", r["answer"]]),
-                  "prompt_id": prompt_id(kind, r["prompt"]), "kind": kind, **_mode(r)} for r in chosen]
+                  "prompt_id": prompt_id(kind, r["prompt"]), "kind": kind, **row_mode(r)} for r in chosen]
     rng.shuffle(rows)
     return rows
 

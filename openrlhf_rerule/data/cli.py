@@ -48,7 +48,7 @@ def check_eval_overlap(rows: list[dict], out, args, sources: list) -> dict:
     lines: the input file a prompt came from, or OUT and its line-to-be for a derived prompt), unless
     --allow_eval_overlap; returns what the sidecar records. Run on the unformatted prompts: a few-shot block is
     shared with evaluation on purpose."""
-    from .overlap import NEAR_THRESHOLD, NGRAM, find_overlaps, read_prompts, rows_as_prompts
+    from .overlap import NEAR_THRESHOLD, NGRAM, Prompt, find_overlaps, read_prompts
 
     if not args.eval:
         return {"eval_files": []}
@@ -56,8 +56,8 @@ def check_eval_overlap(rows: list[dict], out, args, sources: list) -> dict:
     origin = {}
     for path in reversed(sources):  # the first file that holds a prompt names it
         origin.update({p.text: p for p in reversed(read_prompts(path))})
-    hits = [replace(h, train=origin.get(h.train.text, h.train))
-            for h in find_overlaps(rows_as_prompts(rows, f"{out} (to be written)"), probes)]
+    train = [Prompt(f"{out} (to be written)", line, row["prompt"]) for line, row in enumerate(rows, 1)]
+    hits = [replace(h, train=origin.get(h.train.text, h.train)) for h in find_overlaps(train, probes)]
     if hits and not args.allow_eval_overlap:
         raise UserError(f"{hits[0].message()} ({len(hits)} overlapping pairs in all: `rerule data overlap` lists "
                         "them; --allow_eval_overlap writes anyway and records it in the .meta.json sidecar)")
@@ -171,13 +171,13 @@ def convert_rwku(folder, out_dir: Path) -> None:
     """The probes -> out_dir/eval/ (evaluation only), the corpus side -> out_dir/train/forget.jsonl, minus any
     corpus row that overlaps a probe of this target."""
     from . import convert
-    from .overlap import find_overlaps, read_prompts, rows_as_prompts
+    from .overlap import Prompt, find_overlaps, read_prompts
 
     probes = convert.from_rwku(folder)
     train, counts = convert.from_rwku_corpus(folder)
     probe_files = sorted(Path(folder).glob("forget_level*.json")) + sorted(Path(folder).glob("neighbor_level*.json"))
-    hits = find_overlaps(rows_as_prompts(train, "corpus"), [p for f in probe_files for p in read_prompts(f)])
-    leaking = {h.train.line - 1 for h in hits}
+    corpus = [Prompt("corpus", i, row["prompt"]) for i, row in enumerate(train)]
+    leaking = {h.train.line for h in find_overlaps(corpus, [p for f in probe_files for p in read_prompts(f)])}
     train = [row for i, row in enumerate(train) if i not in leaking]
     for kind in ("forget", "neighbor"):
         subset = [r for r in probes if r["kind"] == kind]
@@ -353,15 +353,6 @@ def add_training_file_args(p, stage2: bool) -> None:
         p.add_argument("--rollout_batch", type=number(int, 1), default=32, help="prompts per rollout batch")
 
 
-def check_prompt_format_args(args) -> None:
-    if args.prompt_format == "plain" and (args.icl or args.normal_icl):
-        raise UserError("--icl / --normal_icl need --prompt_format rule_muse or rule_muse_label_leak")
-    if args.prompt_format != "plain" and not args.icl:
-        raise UserError(f"--prompt_format {args.prompt_format} needs --icl FILE (the few-shot examples)")
-    if (args.prompt_format == "rule_muse_label_leak") != bool(args.normal_icl):
-        raise UserError("--normal_icl goes with --prompt_format rule_muse_label_leak (and it needs one)")
-
-
 def build_parser() -> Parser:
     parser = Parser(prog="rerule data", description=__doc__.split("\n\n")[0], epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -462,8 +453,13 @@ def build_parser() -> Parser:
 @user_errors("rerule data")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if hasattr(args, "prompt_format"):
-        check_prompt_format_args(args)
+    if hasattr(args, "prompt_format"):  # the commands that write training files (add_training_file_args)
+        if args.prompt_format == "plain" and (args.icl or args.normal_icl):
+            raise UserError("--icl / --normal_icl need --prompt_format rule_muse or rule_muse_label_leak")
+        if args.prompt_format != "plain" and not args.icl:
+            raise UserError(f"--prompt_format {args.prompt_format} needs --icl FILE (the few-shot examples)")
+        if (args.prompt_format == "rule_muse_label_leak") != bool(args.normal_icl):
+            raise UserError("--normal_icl goes with --prompt_format rule_muse_label_leak (and it needs one)")
     if args.command == "convert" and (args.out_dir if args.source == "rwku" else args.out) is None:
         raise UserError(f"convert {args.source} needs {'--out_dir' if args.source == 'rwku' else '--out'}")
     if args.command == "convert" and args.source != "rule" and (

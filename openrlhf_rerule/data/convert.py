@@ -22,7 +22,7 @@ from pathlib import Path
 
 from openrlhf_rerule.rewards.rule import LabelError, parse_label
 
-from .builders import _mode, prompt_id
+from .builders import prompt_id, row_mode
 from .schema import DataError, read_records, read_text, require
 
 _QUESTION_WORDS = {"What", "Which", "Who", "Whom", "Whose", "Where", "When", "Why", "How", "In", "On", "At", "The",
@@ -59,7 +59,8 @@ def from_rule_stage2(path) -> list[dict]:
         if pid in seen:  # the released files repeat some prompts
             continue
         seen.add(pid)
-        rows.append({"prompt": prompt, "label": json.dumps(solution), "prompt_id": pid, "kind": kind, **_mode(record)})
+        rows.append({"prompt": prompt, "label": json.dumps(solution), "prompt_id": pid, "kind": kind,
+                     **row_mode(record)})
     return rows
 
 
@@ -70,7 +71,7 @@ def from_rule_stage1(path) -> list[dict]:
         extra = record.get("input") or ""
         rows.append({"prompt": instruction + ("\n" + extra if extra.strip() else ""),
                      "response": require(record, "output", path), "subject": str(record.get("subject") or ""),
-                     **_mode(record)})
+                     **row_mode(record)})
     return rows
 
 

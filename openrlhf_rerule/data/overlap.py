@@ -130,8 +130,3 @@ class ProbeIndex:
 def find_overlaps(train: list[Prompt], probes: list[Prompt]) -> list[Hit]:
     index = ProbeIndex(probes)
     return [hit for prompt in train for hit in index.hits(prompt)]
-
-
-def rows_as_prompts(rows: list[dict], path) -> list[Prompt]:
-    """Rows about to be written to `path` (line = 1-based row index, as in the file)."""
-    return [Prompt(str(path), i, row["prompt"]) for i, row in enumerate(rows, 1)]
