@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from openrlhf_rerule.cli import Parser, UserError, number, user_errors
-
 from openrlhf_rerule.rewards.rule import parse_label
 
 from .schema import SCHEMAS, DataError, read_jsonl, read_records, read_text, write_jsonl
@@ -227,15 +226,14 @@ def cmd_convert(args):
 
 def cmd_overlap(args):
     """Per evaluation file: how many of its prompts a training prompt equals or is near, with examples."""
-    from .overlap import NEAR_THRESHOLD, NGRAM, ProbeIndex, read_prompts
+    from .overlap import NEAR_THRESHOLD, NGRAM, find_overlaps, read_prompts
 
     train = read_prompts(args.train)
     print(f"{args.train}: {len(train)} training prompts; exact = equal after casefolding, removing punctuation and "
           f"collapsing whitespace; near = >= {NEAR_THRESHOLD} of the shorter text's word {NGRAM}-grams shared")
     for path in args.eval:
         probes = read_prompts(path)
-        index = ProbeIndex(probes)
-        hits = [hit for prompt in train for hit in index.hits(prompt)]
+        hits = find_overlaps(train, probes)
         exact = {h.probe for h in hits if h.kind == "exact"}
         near = {h.probe for h in hits if h.kind == "near"} - exact
         trained = {h.train for h in hits}
