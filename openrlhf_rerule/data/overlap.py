@@ -49,7 +49,9 @@ class Prompt:
 
     @property
     def where(self) -> str:
-        return f"item {self.item} (line {self.line})" if self.item else f"line {self.line}"
+        if not self.item:
+            return f"line {self.line}"
+        return f"item {self.item} (line {self.line})" if self.line else f"item {self.item}"
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ def read_prompts(path) -> list[Prompt]:
     `{question}`, and arrays of plain strings (MUSE privleak)."""
     path = Path(path)
     if path.suffix == ".jsonl":
-        return [Prompt(str(path), i, row["prompt"]) for i, row in enumerate(read_jsonl(path), 1)]
+        return [Prompt(str(path), i, row["prompt"] if "prompt" in row else row["text"])  # text: pretrain rows
+                for i, row in enumerate(read_jsonl(path), 1)]
     prompts = []
     for item, record in enumerate(read_records(path, allow_strings=True), 1):
         if isinstance(record, str):
