@@ -198,3 +198,20 @@ def test_a_reply_that_is_not_json_is_a_one_line_error_and_stays_cached(chat_stub
     code, _, err = run(argv, capsys)
     assert code == 2 and "not JSON" in err and "--offline LIST" in err and not (tmp_path / "e.json").exists()
     assert run(argv, capsys)[0] == 2 and len(stub.calls) == 1  # the paid reply is reused, not re-sent
+
+
+def test_stage2_runs_the_train_evaluation_overlap_check(rwku, capsys, tmp_path):
+    """A question that copies an evaluation probe under an innocent file name: refused with --eval, written with
+    --allow_eval_overlap and recorded in the .meta.json sidecar."""
+    probe = "Mira Holt is best known for the novel The ___ Orchard."
+    questions = write_json(tmp_path / "questions.json", [{"instruction": q, "subject": TARGET}
+                                                          for q in [QUESTIONS[0], probe]])
+    entities = write_json(tmp_path / "fts.json", [TARGET])
+    argv = ["data", "purge", "stage2", "--questions", str(questions), "--entities", str(entities), "--out",
+            str(tmp_path / "s.jsonl"), "--eval", str(rwku["folder"] / "forget_level1.json")]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "questions.json" in err and "forget_level1.json" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.jsonl").exists()
+    assert run(argv + ["--allow_eval_overlap"], capsys)[0] == 0
+    meta = json.loads((tmp_path / "s.jsonl.meta.json").read_text())
+    assert meta["overlaps_exact"] == 1 and meta["target"] == TARGET and meta["terms"] == 1

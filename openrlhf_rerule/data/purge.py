@@ -21,11 +21,12 @@ from pathlib import Path
 
 from openrlhf_rerule.atomic import atomic_path
 from openrlhf_rerule.chat_endpoint import APIS, ChatEndpoint, ReplyCache
-from openrlhf_rerule.cli import UserError, number
+from openrlhf_rerule.cli_convention import UserError, number
 from openrlhf_rerule.rewards.purge import purge_label, term_pattern
 
 from .builders import prompt_id
-from .schema import DataError, read_records, read_text, require, write_jsonl
+from .overlap import add_eval_arguments, check_eval_overlap
+from .schema import DataError, read_records, read_text, require, write_with_sidecar
 
 # generate_responses.py: do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=100, the raw question as the
 # prompt (no chat template), fp16 on the GPU.
@@ -55,12 +56,11 @@ def read_questions(path) -> list[dict]:
     """Probe questions as [{"prompt", "subject"}]: RWKU's rejection-tuning JSON (``[{"instruction", "subject",
     ...}]``, the authors' input: reject_phi.json for Phi-3) or jsonl rows with a "prompt". Evaluation probes are
     refused by file name (forget_level*, neighbor_level*, ...) and by shape (RWKU probes have "query" and
-    "level"; our converted probes carry "level")."""
+    "level"; our converted probes carry "level"); `stage2 --eval FILE...` also checks the text against them."""
     path = Path(path)
     if EVAL_FILE.match(path.name):
         raise DataError(path, 0, "(file)", "RWKU evaluation probes: training on them leaks the test. Use the "
                         "rejection-tuning questions of the target folder (reject.json, or reject_phi.json for Phi-3)")
-    # TODO(merge): also run the general train/evaluation overlap check (rerule data stage1/stage2 --eval FILE...).
     rows = []
     for record in read_records(path):
         line = record["__line__"]
@@ -290,8 +290,11 @@ def cmd_stage2(args):
             rows.append({"prompt": q["prompt"], "label": label, "prompt_id": pid, "kind": "forget", "target": target})
     dropped = len(questions) - len(rows)
     rows = rows[:args.max_prompts] if args.max_prompts else rows
-    print(f"wrote {write_jsonl(args.out, rows, 'stage2')} ({len(rows)} prompts about {target!r}, {len(terms)} "
-          f"terms each; {dropped} repeated questions dropped)")
+    meta = {"command": "purge stage2", "questions": args.questions, "entities": args.entities, "target": target,
+            "terms": len(terms), "max_prompts": args.max_prompts,
+            **check_eval_overlap(rows, args.out, args, [args.questions])}
+    print(f"wrote {write_with_sidecar(args.out, rows, 'stage2', meta)} ({len(rows)} prompts about {target!r}, "
+          f"{len(terms)} terms each; {dropped} repeated questions dropped)")
     if target.lower() not in {t.lower() for t in terms}:
         print(f"warning: {target!r} is not in {args.entities}: the reward does not forbid the name itself")
 
@@ -341,4 +344,5 @@ def add_purge_commands(parser):
     p.add_argument("--target", help="the target's name (default: the subject of the questions)")
     p.add_argument("--max_prompts", type=number(int, 0), default=100,
                    help="the first N distinct questions (the authors train on the first 100); 0: all")
+    add_eval_arguments(p)
     p.set_defaults(func=cmd_stage2)

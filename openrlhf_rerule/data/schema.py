@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from openrlhf_rerule.atomic import atomic_path
+from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.rewards.rule import LabelError
 from openrlhf_rerule.rewards.variants import label_tag
 
@@ -29,8 +30,9 @@ MIXED_KINDS = {"sft": ("stage1", "text")}
 STAGE2_KINDS = {"forget": ("<reject>", "<purge>"), "boundary": ("<normal>",), "retain": ("<normal>",)}
 
 
-class DataError(ValueError):
-    """Bad input data; the message names the file, the line and the field (line 0: the file as a whole)."""
+class DataError(UserError, ValueError):
+    """Bad input data; the message names the file, the line and the field (line 0: the file as a whole).
+    A UserError, so every command reports it as one line with exit code 2."""
 
     def __init__(self, path, line, field, message):
         self.path, self.line, self.field = str(path), line, field
@@ -142,9 +144,18 @@ def validate_rows(rows: list, kind: str, path="<rows>") -> None:
             if tag not in expected:
                 raise DataError(path, line, "label", f"a {row['kind']} prompt needs a {' or '.join(expected)} label, "
                                 f"got {tag}")
-            if row["prompt_id"] in seen_ids:
-                raise DataError(path, line, "prompt_id", f"duplicate of line {seen_ids[row['prompt_id']]}")
-            seen_ids[row["prompt_id"]] = line
+            first = seen_ids.get(row["prompt_id"])
+            if first is not None and not _is_repeat(row, rows[first - 1]):
+                raise DataError(path, line, "prompt_id", f"duplicate of line {first} (a deliberate repeat carries "
+                                "\"repeat\": k >= 1 and the same prompt, label and kind)")
+            seen_ids.setdefault(row["prompt_id"], line)
+
+
+def _is_repeat(row: dict, first: dict) -> bool:
+    """A whole-batch file repeats rows on purpose (builders.whole_batches): same prompt, label, kind, marked."""
+    repeat = row.get("repeat")
+    return (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 1
+            and all(row[k] == first[k] for k in ("prompt", "label", "kind")))
 
 
 def read_jsonl(path, kind: str | None = None) -> list[dict]:
@@ -176,8 +187,9 @@ def write_jsonl(path, rows: list[dict], kind: str) -> Path:
     return path
 
 
-def read_records(path) -> list[dict]:
-    """Source files of the converters: a JSON array, or JSON lines (TOFU's files are JSON lines)."""
+def read_records(path, allow_strings: bool = False) -> list:
+    """Source files of the converters: a JSON array, or JSON lines (TOFU's files are JSON lines). Records are
+    objects (with their 1-based line under "__line__"); `allow_strings` also accepts plain strings (MUSE privleak)."""
     path = Path(path)
     text = read_text(path)
     if not text.strip():
@@ -194,6 +206,8 @@ def read_records(path) -> list[dict]:
                 records.append(loads_record(line, path, line_no))
                 lines.append(line_no)
     for record, line in zip(records, lines):
+        if allow_strings and isinstance(record, str):
+            continue
         if not isinstance(record, dict):
             raise DataError(path, line, "(row)", f"expected a JSON object, got {type(record).__name__}")
         record["__line__"] = line
@@ -232,3 +246,15 @@ def require(record: dict, field: str, path, kind=str):
     if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
         raise DataError(path, record.get("__line__", 0), field, f"must be a non-empty {kind.__name__}")
     return value
+
+
+def write_with_sidecar(out, rows: list[dict], kind: str, meta: dict) -> Path:
+    """The rows, then `<out>.meta.json` beside them (both atomically): how the file was made and checked."""
+    # OpenRLHF loads the file with `datasets`' JSON reader, which wants the same fields in every row
+    for key, default in (("mode", "qa"), ("repeat", 0)):
+        if any(key in row for row in rows):
+            rows = [{key: default, **row} for row in rows]
+    path = write_jsonl(out, rows, kind)
+    with atomic_path(Path(f"{out}.meta.json")) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
