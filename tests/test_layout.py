@@ -141,7 +141,7 @@ MAY_IMPORT = {
     "local": (CORE | {"data", "cli_convention"}, set()),
     "openrlhf": ({"replay", "losses", "atomic"}, {"local"}),
     "experiments": (CORE | {"local", "data", "cli_convention"}, set()),
-    "eval": ({"atomic", "chat_endpoint", "cli_convention"}, {"rewards"}),
+    "eval": ({"atomic", "chat_endpoint", "cli_convention", "data"}, {"rewards"}),
     "cli": ({"cli_convention", "openrlhf"}, set()),
 }
 
