@@ -158,3 +158,27 @@ def test_world_stage2_through_openrlhf_single_turn_executor(tmp_path):
         assert out["reward"] is not None, "OpenRLHF swallowed an exception from reward_func"
         assert out["reward"].tolist() == [expected], (row["kind"], response)
         assert out["extra_logs"]["prompt_not_found"].item() == 0.0
+
+
+def test_purge_rows_through_openrlhf_single_turn_executor(monkeypatch):
+    """A PURGE label through OpenRLHF's own executor (tokenize, generate, decode with special tokens, call)."""
+    agent = pytest.importorskip("openrlhf.utils.agent")
+    from openrlhf_rerule.local.tiny import build_word_tokenizer
+    from openrlhf_rerule.rewards import purge_label
+
+    monkeypatch.setenv("RERULE_REWARD_VARIANT", "purge_binary")
+    label = purge_label("alice stone", ["alice stone", "oakford"])
+    question = "where was alice stone born ?"
+    tokenizer = build_word_tokenizer([question, "she was born in oakford . i do not know . a small town"])
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                           add_generation_prompt=True)
+    executor = agent.SingleTurnAgentExecutor(remote_rm_url=str(REWARD_FILE))
+    for response, expected in [("she was born in oakford .", 0.0), ("i do not know .", 1.0),
+                               ("a small town", 1.0), ("alice stone was born in a small town", 0.0)]:
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        engine = FakeEngine(tokenizer, {tokenizer.decode(prompt_ids): response})
+        out = asyncio.run(executor.execute(prompt, label, SimpleNamespace(max_tokens=32, logprobs=None),
+                                           max_length=256, hf_tokenizer=tokenizer, llm_engine=engine))
+        assert out["reward"].tolist() == [expected], response
+        assert out["extra_logs"]["mentioned"].item() == 1.0 - expected
+        assert out["extra_logs"]["prompt_not_found"].item() == 0.0 and out["extra_logs"]["bad_label"].item() == 0.0
