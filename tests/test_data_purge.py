@@ -35,8 +35,8 @@ def rwku(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rwku") / "3_Mira_Holt"
     folder.mkdir()
     write_json(folder / "reject_phi.json", [{"subject": TARGET, "instruction": q, "input": "",
-                                             "output": "I'm not certain about that.", "intro": "Mira Holt is a novelist."}
-                                            for q in QUESTIONS])
+                                             "output": "I'm not certain about that.",
+                                             "intro": "Mira Holt is a novelist."} for q in QUESTIONS])
     probe = {"query": "Mira Holt is best known for the novel The ___ Orchard.", "answer": "Salt", "level": "1",
              "type": "cloze", "subject": TARGET}
     write_json(folder / "forget_level1.json", [probe])
@@ -63,7 +63,8 @@ def test_evaluation_probes_are_refused_by_name_and_by_shape(rwku, name, capsys, 
 
 def test_converted_probes_are_refused_too(tmp_path):
     rows = tmp_path / "forget.jsonl"
-    rows.write_text(json.dumps({"prompt": "q?", "answer": "a", "kind": "forget", "subject": TARGET, "level": "2"}) + "\n")
+    rows.write_text(json.dumps({"prompt": "q?", "answer": "a", "kind": "forget", "subject": TARGET,
+                                "level": "2"}) + "\n")
     with pytest.raises(DataError, match="field 'level'.*evaluation probe"):
         read_questions(rows)
 
@@ -77,7 +78,8 @@ def test_pipeline_end_to_end_with_a_local_model_and_an_offline_list(rwku, capsys
     assert [a["prompt"] for a in answers] == QUESTIONS and {a["subject"] for a in answers} == {TARGET}
     assert all(isinstance(a["response"], str) for a in answers)
 
-    (root / "list.txt").write_text("# reviewed by hand\nThe Salt Orchard\nmira holt\nIt\n\nLi\nDunmore\nGreyline Press\n")
+    (root / "list.txt").write_text("# reviewed by hand\nThe Salt Orchard\nmira holt\nIt\n\nLi\nDunmore\n"
+                                   "Greyline Press\n")
     code, out, _ = run(["data", "purge", "entities", "--answers", str(root / "answers.jsonl"), "--offline",
                         str(root / "list.txt"), "--top_k", "5", "--out", str(root / "entities.json")], capsys)
     assert code == 0, out

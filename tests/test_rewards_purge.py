@@ -151,7 +151,8 @@ def test_make_scorer_passes_the_purge_options():
 @pytest.mark.skipif(not os.environ.get("RERULE_PURGE_AUTHORS_DIR"),
                     reason="set RERULE_PURGE_AUTHORS_DIR to a copy of github strzar/purge to compare with binary.py")
 def test_agreement_with_the_authors_binary_py_on_their_released_lists():
-    """Their own BinaryReward and ours on every released fts.json and ~125k completions (benchmarks/purge_agreement.py)."""
+    """Their own BinaryReward and ours on every released fts.json and ~125k completions
+    (benchmarks/purge_agreement.py)."""
     spec = importlib.util.spec_from_file_location("purge_agreement", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -304,7 +304,7 @@ def add_endpoint_arguments(p, what: str, defaults: str = ""):
     p.add_argument("--model", help=f"served model name of {what}")
     p.add_argument("--api_key", help="bearer token, if the endpoint wants one")
     p.add_argument("--cache", help="jsonl cache of replies; a rerun re-sends nothing it holds")
-    p.add_argument("--max_retries", type=number(int, 0), default=5)
+    p.add_argument("--max_retries", type=number(int, 0), default=5, help="retries of a failed request")
 
 
 def add_purge_commands(parser):
@@ -315,13 +315,16 @@ def add_purge_commands(parser):
     p.add_argument("--out", required=True, help="answers jsonl: {prompt, response, subject}")
     p.add_argument("--target", help="the target's name (default: the subject of the questions)")
     p.add_argument("--local_model", help="Hugging Face model directory: answer with transformers' generate")
-    add_endpoint_arguments(p, "the model to be unlearned (e.g. a vLLM server)")
+    add_endpoint_arguments(p, "the model to be unlearned", " (e.g. a vLLM server)")
     p.add_argument("--api", choices=APIS, default="completions",
                    help="completions: the raw question, no chat template (the authors'); chat: a user message")
     p.add_argument("--batch_size", type=number(int, 1), default=8, help="concurrent requests")
-    p.add_argument("--temperature", type=number(float, 0), default=ANSWER_SETTINGS["temperature"])
-    p.add_argument("--top_p", type=number(float, 0, 1), default=ANSWER_SETTINGS["top_p"])
-    p.add_argument("--max_new_tokens", type=number(int, 1), default=ANSWER_SETTINGS["max_new_tokens"])
+    p.add_argument("--temperature", type=number(float, 0), default=ANSWER_SETTINGS["temperature"],
+                   help="sampling temperature (the authors')")
+    p.add_argument("--top_p", type=number(float, 0, 1), default=ANSWER_SETTINGS["top_p"],
+                   help="nucleus sampling (the authors')")
+    p.add_argument("--max_new_tokens", type=number(int, 1), default=ANSWER_SETTINGS["max_new_tokens"],
+                   help="answer length limit (the authors')")
     p.add_argument("--seed", type=int, default=0, help="local generation's torch seed")
     p.add_argument("--device", default="auto", help="local generation: auto | cpu | cuda")
     p.set_defaults(func=cmd_answers)
@@ -330,7 +333,8 @@ def add_purge_commands(parser):
     p.add_argument("--answers", help="answers jsonl of `rerule data purge answers`")
     p.add_argument("--out", required=True, help="entity file: a JSON array of strings, target first")
     p.add_argument("--target", help="the target's name (default: the subject of the answers)")
-    p.add_argument("--offline", metavar="LIST", help="candidate terms instead of an extractor: JSON array or one a line")
+    p.add_argument("--offline", metavar="LIST",
+                   help="candidate terms instead of an extractor: JSON array or one a line")
     add_endpoint_arguments(p, "the extractor", " (default: $OPENAI_BASE_URL, else OpenAI's; key: $OPENAI_API_KEY)")
     p.add_argument("--ask", type=number(int, 1), default=60, help="how many entities the prompt asks for (theirs: 60)")
     p.add_argument("--top_k", type=number(int, 1), default=50, help="terms kept, target included (the paper's K)")
