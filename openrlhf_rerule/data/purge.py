@@ -229,18 +229,18 @@ def cmd_answers(args):
     print(f"next: rerule data purge entities --answers {args.out} --out ENTITIES.json (--offline LIST | --model M)")
 
 
-def read_answers(path) -> tuple[list[str], str]:
+def read_answers(path, target: str | None) -> tuple[list[str], str]:
+    """The responses of an answers file and the target (`target`, else the rows' one subject)."""
     records = read_records(path)
     for r in records:
         if not isinstance(r.get("response"), str):
             raise DataError(path, r["__line__"], "response", "missing or not a string (an answers file of "
                             "rerule data purge answers is expected)")
-    return [r["response"] for r in records], target_of(records, None, path) if records else ""
+    return [r["response"] for r in records], target_of(records, target, path)
 
 
 def cmd_entities(args):
-    answers, target = read_answers(args.answers) if args.answers else ([], "")
-    target = args.target or target
+    answers, target = read_answers(args.answers, args.target) if args.answers else ([], args.target)
     if not target:
         raise UserError("pass --target NAME (or --answers FILE whose rows name it)")
     if args.offline:
