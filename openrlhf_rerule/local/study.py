@@ -25,7 +25,6 @@ tested with replicate fixed effects, per world set and pooled (study_stats.py), 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import multiprocessing
 import os
@@ -47,23 +46,20 @@ from .config import Stage1Config, parse_bool
 from .demo import REPLAY, STAGE1, STAGE1_DATA, STAGE2, WORLD, learn_world, stage2_run
 from .evaluate import evaluate_model
 from .metrics import read_log
-from .report import COLORS, hard_case_rewards, mean_std
+from .report import hard_case_rewards, mean_std
 from .sft import train_stage1
+from .study_report import EFFECTS, p_text, plain, plot_study, ratio_text, signed, write_study_report
 from .study_stats import ALPHA, POWER, within_slope
 
 ARMS = {"rule": None, "rerule": "hard", "random": "random"}  # arm -> replay admission (None: no replay)
-ARM_LABELS = {"rule": "RULE", "rerule": "ReRULE (hard storage)", "random": "ReRULE (random storage)"}
 # The demo's world with 3 forget and 9 boundary people: the same 96 Stage 2 prompts (24 forget, 72 boundary), so a
 # fully over-refused boundary side is 75% hard early groups (the paper's MUSE: 67.5% at tau 0.4).
 STUDY_WORLD = dict(num_forget=3, num_boundary=9, stage2_ratio=3.0)
 # Signed stance of Stage 1 on the boundary people (< 0 answered, > 0 refused): measured in worlds 0-2 and 30 after 8
-# RULE steps, about 5-20% hard early groups at -1/3 (under TOFU's 54.3% at tau 0.6) to 73-74% at 1 (over MUSE's 67.5%).
+# RULE steps, about 5-20% hard early groups at -1/3 (under TOFU's 54.3% at tau 0.6) to 73-76% at 1 (over MUSE's 67.5%).
 LEVELS = (-1 / 3, 0.0, 1 / 3, 1.0)
 FULL = dict(levels=LEVELS, replicates=5, steps=40, world_sets=(0, 30))
 QUICK = dict(levels=(-1 / 3, 1.0), replicates=2, steps=20, world_sets=(0,))
-# (name, split, metric): the effects reported; the first is the hard cases' reward after the warm-up
-EFFECTS = (("hard-case reward", None, None), ("boundary accuracy", "boundary", "accuracy"),
-           ("forget refusal", "forget", "refusal_rate"), ("retain accuracy", "retain", "accuracy"))
 
 
 def build_parser() -> Parser:
@@ -185,13 +181,14 @@ def replicate_level(runs: dict, evals: dict, tau: float, warmup: int, window: in
 
 
 def level_summary(cells: list[dict]) -> dict:
-    """One level over replicates: Table-6 statistics, effects and cost ratios as mean [95% CI]."""
+    """One level over replicates: Table-6 statistics, effects and cost ratios as mean [95% CI]. A paired effect
+    on the hard cases is left out of a replicate with no hard prompts; with none anywhere its mean is NaN."""
     summary = {"table6": {k: mean_std([c["table6"][k] for c in cells]) for k in cells[0]["table6"]},
-               "effects": {arm: {name: mean_std([c["effects"][arm][name] for c in cells
+               "effects": {arm: {name: over_replicates([c["effects"][arm][name] for c in cells
                                                  if not math.isnan(c["effects"][arm][name])])
                                  for name, _, _ in EFFECTS} for arm in ("rerule", "random")},
                # Which groups are stored: hard minus random storage, paired within the replicate.
-               "hard_vs_random": {name: mean_std([c["effects"]["rerule"][name] - c["effects"]["random"][name]
+               "hard_vs_random": {name: over_replicates([c["effects"]["rerule"][name] - c["effects"]["random"][name]
                                                   for c in cells if not math.isnan(c["effects"]["rerule"][name])
                                                   and not math.isnan(c["effects"]["random"][name])])
                                   for name, _, _ in EFFECTS},
@@ -210,6 +207,12 @@ def level_summary(cells: list[dict]) -> dict:
                 "hi": None if logs["hi"] is None else math.exp(logs["hi"]), "reached": len(pairs),
                 "of": sum(bool(c["cost"]) for c in cells)}
     return summary
+
+
+def over_replicates(values: list[float]) -> dict:
+    """mean_std, or a NaN cell without an interval where no replicate has a value."""
+    return mean_std(values) if values else {"mean": float("nan"), "std": float("nan"), "lo": None, "hi": None, "n": 0,
+                                            "values": []}
 
 
 def trend(levels: list[float], cells: dict, arm: str, world_set: int | None = None) -> dict:
@@ -232,28 +235,28 @@ def verdict(levels: list[float], summary: dict, trends: dict, by_set: dict, quic
     lines = [
         f"- Highest disparity (level {levels[-1]:+.2f}, early hard ratio "
         f"{hi['table6']['hard_ratio_tau0.6']['mean']:.0%} at τ 0.6, {hi['table6']['hard_ratio_tau0.4']['mean']:.0%} at "
-        f"τ 0.4): ReRULE − RULE on the hard cases' reward = {gain_hi['mean']:+.3f} [{_num(gain_hi['lo'])}, "
-        f"{_num(gain_hi['hi'])}] over {gain_hi['n']} replicates "
+        f"τ 0.4): ReRULE − RULE on the hard cases' reward = {gain_hi['mean']:+.3f} [{signed(gain_hi['lo'])}, "
+        f"{signed(gain_hi['hi'])}] over {gain_hi['n']} replicates "
         f"({'interval above 0' if gain_hi['lo'] is not None and gain_hi['lo'] > 0 else 'interval includes or is below 0'}).",
         f"- Lowest disparity (level {levels[0]:+.2f}, early hard ratio {lo['table6']['hard_ratio_tau0.6']['mean']:.0%} at "
-        f"τ 0.6): {gain_lo['mean']:+.3f} [{_num(gain_lo['lo'])}, {_num(gain_lo['hi'])}].",
+        f"τ 0.6): {gain_lo['mean']:+.3f} [{signed(gain_lo['lo'])}, {signed(gain_lo['hi'])}].",
         f"- Trend of the gain against the measured early hard ratio, pooled over the world sets with replicate fixed "
-        f"effects: slope {_num(slope['slope'])} [{_num(slope['lo'])}, {_num(slope['hi'])}] per unit ratio, "
-        f"p = {_p(slope['p_value'])} ({slope['n']} cells, {slope['groups']} replicates, {slope['df']} df).",
+        f"effects: slope {signed(slope['slope'])} [{signed(slope['lo'])}, {signed(slope['hi'])}] per unit ratio, "
+        f"p = {p_text(slope['p_value'])} ({slope['n']} cells, {slope['groups']} replicates, {slope['df']} df).",
         f"- Power: this design (its measured hard ratios, {slope['groups']} replicates, residual SD "
-        f"{_plain(slope['residual_sd'])}) detects a slope of {_plain(slope['detectable_slope'])} per unit ratio with "
+        f"{plain(slope['residual_sd'])}) detects a slope of {plain(slope['detectable_slope'])} per unit ratio with "
         f"{POWER:.0%} power (two-sided α = {ALPHA}, noncentral t).",
         f"- Hard storage minus random storage at the highest level, on the hard cases' reward: "
-        f"{versus_random['mean']:+.3f} [{_num(versus_random['lo'])}, {_num(versus_random['hi'])}].",
+        f"{versus_random['mean']:+.3f} [{signed(versus_random['lo'])}, {signed(versus_random['hi'])}].",
     ]
     ratios = hi["ratios"]
     lines.append(f"- Time to RULE's final hard-case reward at the highest level, ReRULE ÷ RULE: wall time "
-                 f"{_ratio(ratios['rerule_seconds'])}, generated tokens {_ratio(ratios['rerule_tokens'])}.")
+                 f"{ratio_text(ratios['rerule_seconds'])}, generated tokens {ratio_text(ratios['rerule_tokens'])}.")
     for first, own in by_set.items():
         held = claim_holds(own["summary"][levels[-1]]["effects"]["rerule"]["hard-case reward"], own["trend"])
         lines.append(f"- World set {first} (worlds {own['worlds'][0]}–{own['worlds'][-1]}) alone: the claim "
-                     f"{'holds' if held else 'does not hold'} (slope {_num(own['trend']['slope'])}, "
-                     f"p = {_p(own['trend']['p_value'])}).")
+                     f"{'holds' if held else 'does not hold'} (slope {signed(own['trend']['slope'])}, "
+                     f"p = {p_text(own['trend']['p_value'])}).")
     lines.append(f"- **Pooled over {len(by_set)} world set(s), the paper's conditional claim "
                  f"{'reproduces' if reproduces else 'does not reproduce'} here** (criterion: a hard-case gain whose "
                  "interval is above 0 at the highest disparity, and a gain that grows with the measured hard ratio, "
@@ -268,152 +271,6 @@ def claim_holds(gain_hi: dict, slope: dict) -> bool:
     """The study's criterion: the highest level's gain interval above 0 and a positive slope with p < ALPHA."""
     return (gain_hi["lo"] is not None and gain_hi["lo"] > 0 and slope["slope"] is not None and slope["slope"] > 0
             and slope["p_value"] < ALPHA)
-
-
-def _p(p) -> str:
-    return "–" if p is None else f"{p:.3f}"
-
-
-def _plain(x) -> str:
-    return "–" if x is None else f"{x:.3f}"
-
-
-def _num(x) -> str:
-    return "–" if x is None else f"{x:+.3f}"
-
-
-def plot_study(out: Path, levels: list[float], summary: dict) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    (out / "plots").mkdir(exist_ok=True)
-    xs = [summary[lv]["table6"]["hard_ratio_tau0.6"]["mean"] for lv in levels]
-    fig, axes = plt.subplots(1, len(EFFECTS), figsize=(4.2 * len(EFFECTS), 3.6))
-    for ax, (name, _, _) in zip(axes, EFFECTS):
-        for arm, color, shift in (("rerule", COLORS["rerule"], 0.0), ("random", "tab:gray", 0.006)):
-            cells = [summary[lv]["effects"][arm][name] for lv in levels]
-            ys = [c["mean"] for c in cells]
-            err = [[c["mean"] - (c["lo"] if c["lo"] is not None else c["mean"]) for c in cells],
-                   [(c["hi"] if c["hi"] is not None else c["mean"]) - c["mean"] for c in cells]]
-            ax.errorbar([x + shift for x in xs], ys, yerr=err, marker="o", capsize=3, color=color,
-                        label=ARM_LABELS[arm] + " − RULE")
-        ax.axhline(0, color="black", lw=0.8)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("early hard-group ratio (τ = 0.6)")
-    axes[0].set_ylabel("paired difference vs RULE (95% CI)")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Effect of replay vs the hard/easy disparity (each point: one level, mean over replicates)")
-    fig.tight_layout()
-    fig.savefig(out / "plots" / "effect_vs_disparity.png", dpi=110)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, unit in zip(axes, ("seconds", "tokens")):
-        for arm, color in (("rerule", COLORS["rerule"]), ("random", "tab:gray")):
-            pts = [(x, summary[lv]["ratios"][f"{arm}_{unit}"]) for x, lv in zip(xs, levels)
-                   if summary[lv]["ratios"][f"{arm}_{unit}"]]
-            if not pts:
-                continue
-            ys = [r["geo_mean"] for _, r in pts]
-            err = [[r["geo_mean"] - (r["lo"] or r["geo_mean"]) for _, r in pts],
-                   [(r["hi"] or r["geo_mean"]) - r["geo_mean"] for _, r in pts]]
-            ax.errorbar([x for x, _ in pts], ys, yerr=err, marker="o", capsize=3, color=color, label=ARM_LABELS[arm])
-        ax.axhline(1, color="black", lw=0.8)
-        ax.set_title(f"{'wall time' if unit == 'seconds' else 'generated tokens'} to reach RULE's final hard-case "
-                     "reward, ÷ RULE's", fontsize=9)
-        ax.set_xlabel("early hard-group ratio (τ = 0.6)")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "plots" / "time_to_target.png", dpi=110)
-    plt.close(fig)
-    return ["plots/effect_vs_disparity.png", "plots/time_to_target.png"]
-
-
-def _ci(cell: dict, pct: bool = False) -> str:
-    f = (lambda v: f"{100 * v:.1f}") if pct else (lambda v: f"{v:+.3f}")
-    if cell["lo"] is None or cell["lo"] == cell["hi"]:
-        return f(cell["mean"])
-    return f"{f(cell['mean'])} [{f(cell['lo'])}, {f(cell['hi'])}]"
-
-
-def _ratio(r: dict | None) -> str:
-    if not r:
-        return "never reached"
-    interval = f" [{r['lo']:.2f}, {r['hi']:.2f}]" if r["lo"] is not None and r["lo"] != r["hi"] else ""
-    return f"{r['geo_mean']:.2f}{interval} ({r['reached']}/{r['of']} reached)"
-
-
-def write_study_report(out: Path, report: dict) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    levels, summary, cfg = report["levels"], report["summary"], report["settings"]
-    sets = cfg["world_sets"]
-    total = sum(len(worlds) for worlds in sets.values())
-    slope = report["trends"]["rerule"]
-    lines = [f"# When does replay help? RULE vs ReRULE over {len(levels)} disparity levels × {len(sets)} world set(s) × "
-             f"{cfg['replicates']} replicates", "", f"Command: `{report['command']}`  ",
-             f"Wall time: {report['wall_seconds']:.0f} s on {report['machine']}  ",
-             "World sets: " + "; ".join(f"from {first}: world seeds {', '.join(map(str, worlds))}"
-                                        for first, worlds in sets.items()) +
-             f" (Stage 2 seeds {', '.join(map(str, range(cfg['replicates'])))} in each set)  ",
-             f"{cfg['steps']} Stage 2 steps; replay τ {cfg['tau']}, warm-up {cfg['warmup']} (hard cases = prompts whose "
-             "RULE reward up to the warm-up is below τ).  ",
-             f"Power: the pooled design detects a slope of the hard-case gain on the measured hard ratio of "
-             f"{_plain(slope['detectable_slope'])} per unit ratio with {POWER:.0%} power (two-sided α = {ALPHA}; "
-             f"noncentral t with the measured hard ratios, {slope['groups']} replicates and the residual SD "
-             f"{_plain(slope['residual_sd'])} observed).", "",
-             f"Intervals: 95% t-intervals over all {total} replicates of the paired (same world, same seed) difference; "
-             "trends: least squares with one intercept per replicate (so per world set too), t-test on the slope.", "",
-             "## Hard-case statistics (the paper's Table 6: share of early groups below τ, in %)", "",
-             "| level (< 0: Stage 1 answers, > 0: refuses that share of the boundary people) | τ = 0.4 | τ = 0.6 | "
-             "forget groups < τ | boundary groups < τ | hard prompts | replay started (ReRULE / random) | groups stored "
-             "(ReRULE) |", "|---|---|---|---|---|---|---|---|"]
-    for lv in levels:
-        s = summary[lv]
-        t6 = s["table6"]
-        lines.append(f"| {lv:+.2f} | {_ci(t6['hard_ratio_tau0.4'], True)} | {_ci(t6['hard_ratio_tau0.6'], True)} | "
-                     f"{_ci(t6['hard_ratio_forget'], True)} | {_ci(t6['hard_ratio_boundary'], True)} | "
-                     f"{t6['hard_prompts']['mean']:.1f} | {s['replay_started']['rerule']} / "
-                     f"{s['replay_started']['random']} of {total} | {s['admitted']['rerule']['mean']:.0f} |")
-    lines += ["", "Paper (Table 6): MUSE τ 0.4 → 67.5; TOFU τ 0.4 → 47.5, τ 0.6 → 54.3.", "",
-              "## By world set (ReRULE − RULE on the hard cases' reward unless said)", "",
-              "| world set | hard ratio τ 0.6, lowest → highest level | gain, lowest level | gain, highest level | "
-              "slope of the gain on the hard ratio [95% CI], p | hard − random storage, highest level |",
-              "|---|---|---|---|---|---|"]
-    rows = [(f"{first} (worlds {own['worlds'][0]}–{own['worlds'][-1]})", own["summary"], own["trend"])
-            for first, own in report["by_world_set"].items()]
-    for name, summ, tr in rows + [("pooled", summary, slope)]:
-        lo, hi = summ[levels[0]], summ[levels[-1]]
-        lines.append(f"| {name} | {_ci(lo['table6']['hard_ratio_tau0.6'], True)} → "
-                     f"{_ci(hi['table6']['hard_ratio_tau0.6'], True)} | "
-                     f"{_ci(lo['effects']['rerule']['hard-case reward'])} | "
-                     f"{_ci(hi['effects']['rerule']['hard-case reward'])} | {_num(tr['slope'])} [{_num(tr['lo'])}, "
-                     f"{_num(tr['hi'])}], p = {_p(tr['p_value'])} | {_ci(hi['hard_vs_random']['hard-case reward'])} |")
-    lines.append("")
-    for arm in ("rerule", "random"):
-        lines += [f"## {ARM_LABELS[arm]} − RULE", "", "| level | " + " | ".join(n for n, _, _ in EFFECTS) + " |",
-                  "|---" * (len(EFFECTS) + 1) + "|"]
-        lines += [f"| {lv:+.2f} | " + " | ".join(_ci(summary[lv]["effects"][arm][n]) for n, _, _ in EFFECTS) + " |"
-                  for lv in levels]
-        lines.append("")
-    lines += ["## Hard-case storage − random storage (which groups are replayed)", "",
-              "| level | " + " | ".join(n for n, _, _ in EFFECTS) + " |", "|---" * (len(EFFECTS) + 1) + "|"]
-    lines += [f"| {lv:+.2f} | " + " | ".join(_ci(summary[lv]["hard_vs_random"][n]) for n, _, _ in EFFECTS) + " |"
-              for lv in levels]
-    lines.append("")
-    lines += ["## Time to target (RULE's final hard-case reward), as a ratio to RULE's own", "",
-              "Step from which the smoothed hard-case reward (trailing window of steps / 4) stays at or above RULE's "
-              "final value; geometric mean over the replicates where the arm reached it [95% CI]; < 1 = faster than "
-              "RULE.", "",
-              "| level | ReRULE wall time | ReRULE generated tokens | random wall time | random generated tokens |",
-              "|---|---|---|---|---|"]
-    for lv in levels:
-        r = summary[lv]["ratios"]
-        lines.append(f"| {lv:+.2f} | {_ratio(r['rerule_seconds'])} | {_ratio(r['rerule_tokens'])} | "
-                     f"{_ratio(r['random_seconds'])} | {_ratio(r['random_tokens'])} |")
-    lines += ["", "## Verdict", "", *report["verdict"], "", *[f"![{p}]({p})" for p in report["plots"]], "",
-              "## Settings", "", "```", json.dumps(cfg, indent=2), "```", ""]
-    (out / "report.md").write_text("\n".join(lines))
 
 
 def learn_unit(world_seed: int, out: Path, common: dict) -> Path:
