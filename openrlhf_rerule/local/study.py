@@ -262,8 +262,8 @@ def verdict(levels: list[float], summary: dict, trends: dict, by_set: dict, quic
                  "interval is above 0 at the highest disparity, and a gain that grows with the measured hard ratio, "
                  "p < 0.05).")
     if quick:
-        lines.append(f"- **Underpowered: `--quick` is plumbing** ({slope['groups']} replicates, short runs); its "
-                     "verdict is not evidence either way.")
+        lines.append(f"- **Underpowered: `--quick` is plumbing** ({sum(len(own['worlds']) for own in by_set.values())} "
+                     "replicates, short runs); its verdict is not evidence either way.")
     return lines
 
 
@@ -367,7 +367,7 @@ def main(argv=None) -> int:
         for ws in worlds:
             for i, lv in enumerate(levels):
                 runs = {arm: out / f"world{ws}" / f"level{i}" / "stage2" / arm for arm in ARMS}
-                cells[lv].append({"world_set": first, "world": ws,
+                cells[lv].append({"world_set": first, "world": ws, "evaluation": evals[(ws, i)],
                                   **replicate_level(runs, evals[(ws, i)], tau, warmup, window)})
     summary = {lv: level_summary(cells[lv]) for lv in levels}
     trends = {arm: trend(levels, cells, arm) for arm in ("rerule", "random")}
