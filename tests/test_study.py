@@ -11,7 +11,8 @@ import pytest
 
 from openrlhf_rerule.data.world import build_world
 from openrlhf_rerule.local.report import hard_case_rewards, mean_std
-from openrlhf_rerule.local.study import cost_to_target, main, parse_levels, smoothed_hard_reward
+from openrlhf_rerule.local.study import analyse, cost_to_target, main, parse_levels, smoothed_hard_reward
+from openrlhf_rerule.local.study_report import write_study_report
 from openrlhf_rerule.local.study_stats import detectable_slope, power_of, within_slope
 from openrlhf_rerule.rewards import is_refusal
 
@@ -195,3 +196,43 @@ def test_rerule_study_is_registered_and_follows_the_flag_convention(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--world_sets" in text and "(default: 0,30)" in text and "(default: 5)" in text and "(default: 40)" in text
     assert "--jobs" in text and "--quick" in text
+
+
+def test_two_world_sets_are_pooled_with_a_fixed_effect_per_replicate_and_reported_side_by_side(tmp_path):
+    """Hand-made cells, no training: 2 world sets x 3 replicates x 3 levels. The pooled trend is the fixed-effects
+    fit of all 18 cells (not a plain regression), each set has its own, and the report prints both sets, the pooled
+    row and the power."""
+    levels, sets = [-0.5, 0.0, 1.0], {0: [0, 1, 2], 30: [30, 31, 32]}
+    offsets = {0: 0.0, 1: 0.2, 2: -0.1, 30: 0.5, 31: 0.3, 32: 0.4}  # large per-world offsets the fit must absorb
+    cells = {lv: [] for lv in levels}
+    points = []
+    for first, worlds in sets.items():
+        for k, ws in enumerate(worlds):
+            for j, lv in enumerate(levels):
+                ratio = 0.1 + 0.3 * j + 0.02 * k
+                gain = offsets[ws] + (0.4 if first == 0 else 0.2) * ratio + 0.01 * ((k + j) % 2)
+                points.append((ws, ratio, gain))
+                effects = {"hard-case reward": gain, "boundary accuracy": 0.0, "forget refusal": 0.0,
+                           "retain accuracy": 0.0}
+                cells[lv].append({"world_set": first, "world": ws, "cost": {},
+                                  "table6": {"hard_ratio_tau0.4": ratio, "hard_ratio_tau0.6": ratio,
+                                             "hard_ratio_forget": 0.0, "hard_ratio_boundary": ratio, "hard_prompts": 5},
+                                  "effects": {"rerule": effects, "random": {**effects, "hard-case reward": gain / 2}},
+                                  "replay": {arm: {"first_step": 9, "admitted": 10.0} for arm in ("rerule", "random")}})
+    analysis = analyse(levels, sets, cells, quick=False)
+    pooled = analysis["trends"]["rerule"]
+    assert pooled == within_slope(points) and pooled["groups"] == 6 and pooled["df"] == 18 - 6 - 1
+    assert 0.2 < pooled["slope"] < 0.4 and pooled["detectable_slope"] > 0
+    assert analysis["by_world_set"][0]["trend"]["slope"] == pytest.approx(0.4, abs=0.05)
+    assert analysis["by_world_set"][30]["trend"]["slope"] == pytest.approx(0.2, abs=0.05)
+    assert [c["n"] for c in (analysis["by_world_set"][30]["summary"][1.0]["effects"]["rerule"]["hard-case reward"],
+                             analysis["summary"][1.0]["effects"]["rerule"]["hard-case reward"])] == [3, 6]
+    write_study_report(tmp_path, {"command": "rerule study", "wall_seconds": 1.0, "machine": "test", "levels": levels,
+                                  "settings": {"replicates": 3, "world_sets": sets, "steps": 40, "tau": 0.6,
+                                               "warmup": 8}, "cells": {}, **analysis, "plots": []})
+    text = (tmp_path / "report.md").read_text()
+    for row in ("| 0 (worlds 0–2) |", "| 30 (worlds 30–32) |", "| pooled |", "World set 30 (worlds 30–32) alone",
+                "World sets: from 0: world seeds 0, 1, 2; from 30: world seeds 30, 31, 32",
+                f"detects a slope of the hard-case gain on the measured hard ratio of {pooled['detectable_slope']:.3f}"):
+        assert row in text
+    assert "Underpowered" not in text

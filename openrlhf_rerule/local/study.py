@@ -267,6 +267,18 @@ def verdict(levels: list[float], summary: dict, trends: dict, by_set: dict, quic
     return lines
 
 
+def analyse(levels: list[float], sets: dict, cells: dict, quick: bool) -> dict:
+    """The report's statistics from the cells: per level over all replicates, the trends pooled, each world set's
+    own summary and trend, and the verdict."""
+    summary = {lv: level_summary(cells[lv]) for lv in levels}
+    trends = {arm: trend(levels, cells, arm) for arm in ("rerule", "random")}
+    by_set = {first: {"worlds": worlds, "trend": trend(levels, cells, "rerule", first),
+                      "summary": {lv: level_summary([c for c in cells[lv] if c["world_set"] == first])
+                                  for lv in levels}} for first, worlds in sets.items()}
+    return {"summary": summary, "trends": trends, "by_world_set": by_set,
+            "verdict": verdict(levels, summary, trends, by_set, quick)}
+
+
 def claim_holds(gain_hi: dict, slope: dict) -> bool:
     """The study's criterion: the highest level's gain interval above 0 and a positive slope with p < ALPHA."""
     return (gain_hi["lo"] is not None and gain_hi["lo"] > 0 and slope["slope"] is not None and slope["slope"] > 0
@@ -369,11 +381,7 @@ def main(argv=None) -> int:
                 runs = {arm: out / f"world{ws}" / f"level{i}" / "stage2" / arm for arm in ARMS}
                 cells[lv].append({"world_set": first, "world": ws, "evaluation": evals[(ws, i)],
                                   **replicate_level(runs, evals[(ws, i)], tau, warmup, window)})
-    summary = {lv: level_summary(cells[lv]) for lv in levels}
-    trends = {arm: trend(levels, cells, arm) for arm in ("rerule", "random")}
-    by_set = {first: {"worlds": worlds, "trend": trend(levels, cells, "rerule", first),
-                      "summary": {lv: level_summary([c for c in cells[lv] if c["world_set"] == first])
-                                  for lv in levels}} for first, worlds in sets.items()}
+    analysis = analyse(levels, sets, cells, args.quick)
     report = {"command": "rerule study " + shlex.join(argv), "wall_seconds": time.perf_counter() - t_start,
               "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores visible, {args.jobs} worker(s) with "
                          f"{args.cpu_threads} torch thread(s) each" if device == "cpu" else torch.cuda.get_device_name(0),
@@ -382,9 +390,8 @@ def main(argv=None) -> int:
                            "quick": args.quick, "tau": tau, "warmup": warmup, "smoothing_window": window,
                            "world": {**WORLD, **STUDY_WORLD}, "stage1_data": STAGE1_DATA, "stage1": STAGE1,
                            "stage2": STAGE2, "replay": REPLAY},
-              "cells": {str(lv): cells[lv] for lv in levels}, "summary": summary, "trends": trends,
-              "by_world_set": by_set, "plots": plot_study(out, levels, summary),
-              "verdict": verdict(levels, summary, trends, by_set, args.quick)}
+              "cells": {str(lv): cells[lv] for lv in levels}, **analysis,
+              "plots": plot_study(out, levels, analysis["summary"])}
     write_study_report(out, report)
     print("\n".join(report["verdict"]))
     print(f"report: {out / 'report.md'}  ({report['wall_seconds']:.0f} s)")
