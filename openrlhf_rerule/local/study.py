@@ -68,7 +68,8 @@ def build_parser() -> Parser:
     p.add_argument("--out", default="runs/study", help="output directory (report.md, report.json, plots/, runs)")
     p.add_argument("--levels", type=parse_levels, default=None,
                    help="disparity levels in [-1, 1], comma-separated: s > 0, Stage 1 also refuses a share s of the "
-                        "boundary people; s < 0, it answers a share -s of them "
+                        "boundary people; s < 0, it answers a share -s of them; write --levels=-0.5,0,1 when the "
+                        "first is negative "
                         f"(default: {','.join(f'{x:.4g}' for x in LEVELS)})")
     p.add_argument("--replicates", type=number(int, minimum=2), default=None,
                    help="replicates per world set (world seed first + r, Stage 2 seed r); intervals are over these "
