@@ -8,12 +8,13 @@ tokenizer to learn in seconds on a CPU, shaped like the real benchmarks.
   neighbours are; retain people are unrelated.
 - Held-out prompts are paraphrased question forms never used in training, for forget and boundary people:
   after unlearning the former should be refused and the latter still answered.
-- Two knobs shape Stage 1 (both off by default, which leaves every file as it was):
+- Three knobs shape Stage 1 (all off by default, which leaves every file as it was):
   `num_stage1_retain` extra unrelated people whose answered QA is mixed into stage1.jsonl (the retain data a
   RULE Stage 1 is mixed with; they are in pretrain.jsonl but in no evaluation file, so eval/retain.jsonl stays
   untouched by unlearning), and `stage1_over_refuse` — the share of boundary people whose questions Stage 1 is
-  also taught to refuse: a controlled amount of over-refusal, i.e. of hard `<normal>` cases for Stage 2
-  (`rerule study` varies it).
+  also taught to refuse: a controlled amount of over-refusal, i.e. of hard `<normal>` cases for Stage 2; and
+  `stage1_answer_boundary` — the share of boundary people whose questions Stage 1 is taught to *answer*, so that
+  their Stage 2 prompts start easy (fewer hard cases than Stage 1 leaves by itself). `rerule study` varies both.
 
     world = build_world(seed=0, num_forget=6, num_boundary=6, num_retain=12)
     world.write("out/world")   # pretrain.jsonl, stage1.jsonl, stage2.jsonl, eval/{forget,boundary,retain,heldout}.jsonl
@@ -109,7 +110,7 @@ class World:
 
 def build_world(seed: int = 0, num_forget: int = 6, num_boundary: int = 6, num_retain: int = 12,
                 num_refusal_templates: int = 8, stage2_ratio: float = 1.0, num_stage1_retain: int = 0,
-                stage1_over_refuse: float = 0.0) -> World:
+                stage1_over_refuse: float = 0.0, stage1_answer_boundary: float = 0.0) -> World:
     """A deterministic world: the same arguments give the same people, prompts and files. The two Stage 1 knobs
     change stage1.jsonl (and, for num_stage1_retain, pretrain.jsonl) only: every other person and file is the
     same with or without them."""
@@ -117,6 +118,9 @@ def build_world(seed: int = 0, num_forget: int = 6, num_boundary: int = 6, num_r
         raise ValueError("need num_forget >= 1 and non-negative num_boundary / num_retain / num_stage1_retain")
     if not 0.0 <= stage1_over_refuse <= 1.0:
         raise ValueError(f"stage1_over_refuse is a share of the boundary people, in [0, 1]; got {stage1_over_refuse}")
+    if not 0.0 <= stage1_answer_boundary <= 1.0 or stage1_answer_boundary and stage1_over_refuse:
+        raise ValueError("stage1_answer_boundary is a share of the boundary people, in [0, 1], and excludes "
+                         f"stage1_over_refuse; got {stage1_answer_boundary} with {stage1_over_refuse}")
     total = num_forget + num_boundary + num_retain + num_stage1_retain
     if total > len(FIRST_NAMES) * len(SURNAMES) // 2:
         raise ValueError(f"at most {len(FIRST_NAMES) * len(SURNAMES) // 2} people fit the name lists")
@@ -176,8 +180,9 @@ def build_world(seed: int = 0, num_forget: int = 6, num_boundary: int = 6, num_r
     stage1 = build_stage1(eval_files["eval/forget.jsonl"], seed=seed, templates=templates, cloze_from_answers=False)
     over_refused = boundary[:round(stage1_over_refuse * num_boundary)]  # boundary people alternate what they share
     stage1 += build_stage1(qa(over_refused, (0, 1)), seed=seed + 1, templates=templates, cloze_from_answers=False)
+    answered = boundary[:round(stage1_answer_boundary * num_boundary)]
     stage1 += [{"prompt": r["prompt"], "response": r["answer"], "subject": r["subject"]}
-               for r in qa(stage1_retain, (0, 1))]
+               for r in qa(stage1_retain + answered, (0, 1))]
     stage2 = build_stage2(eval_files["eval/forget.jsonl"], eval_files["eval/boundary.jsonl"], ratio=stage2_ratio,
                           seed=seed, templates=templates)
     files = {"pretrain.jsonl": (pretrain, "stage1"), "stage1.jsonl": (stage1, "stage1"),

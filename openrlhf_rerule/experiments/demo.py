@@ -110,8 +110,8 @@ def language_corpus(world_dir: Path) -> Path:
 
 def learn_world(world_seed: int, out: Path, common: dict, **knobs) -> tuple[Path, Path]:
     """Build world `world_seed` into OUT/world and teach a fresh tiny model all of it: (world dir, model dir).
-    `knobs` are build_world's Stage 1 knobs, over STAGE1_DATA."""
-    world = build_world(seed=world_seed, **WORLD, **{**STAGE1_DATA, **knobs})
+    `knobs` are build_world arguments over WORLD and STAGE1_DATA (the study's world shape, Stage 1 knobs)."""
+    world = build_world(seed=world_seed, **{**WORLD, **STAGE1_DATA, **knobs})
     world.write(out / "world")
     base = save_tiny_model(world.all_texts(), out / "base", seed=world_seed, **MODEL)
     pretrained = train_stage1(Stage1Config(model=str(base), data=str(language_corpus(out / "world")),

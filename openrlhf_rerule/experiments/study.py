@@ -2,36 +2,41 @@
 hard/easy disparity is pronounced (MUSE-Books) and little where early training has few hard cases (TOFU
 forget01, its Table 6).
 
-The disparity knob is `build_world(stage1_over_refuse=s)`: Stage 1 is also taught to refuse the questions about a
-share s of the boundary people, so that many `<normal>` prompts start Stage 2 refused (reward 0: hard) while the
-forget prompts are already refused (easy). s = 0 leaves only the over-refusal Stage 1 causes by itself. The
-early hard-group ratio it produces is measured and reported (the Table 6 statistic), so a reader can read the
-effects against the disparity that was actually there, not against the knob.
+The disparity knob is Stage 1's stance on the boundary people, one signed level s in [-1, 1]: s > 0 teaches Stage 1
+to also refuse the questions about a share s of them (`build_world(stage1_over_refuse=s)`: their `<normal>` prompts
+start Stage 2 refused, reward 0: hard, while the forget prompts are already refused: easy); s < 0 teaches it to
+answer the questions about a share -s of them (`stage1_answer_boundary=-s`: they start easy); s = 0 leaves the
+over-refusal Stage 1 causes by itself. The study's world has 3 forget and 9 boundary people (96 Stage 2 prompts, as
+the demo's), so that the levels span the paper's contrast: from a few percent of hard early groups to about 75%,
+above MUSE's 67.5%. The early hard-group ratio is measured and reported (the Table 6 statistic), and the effects
+are read against it, not against the knob.
 
-For each replicate r (world seed first_world + r, Stage 2 seed r) the world is learned once; at each level,
-Stage 1 trains from that model and RULE, ReRULE (hard-case storage) and ReRULE with random storage (the paper's
-ablation, same expected admission count) run from the same Stage 1 checkpoint with the same seed. Every effect is
-the paired difference within a replicate; intervals are 95% t-intervals over replicates.
+Each world set is --replicates consecutive world seeds from its first world (--world_sets). For each replicate r of
+a set (world seed first + r, Stage 2 seed r) the world is learned once; at each level, Stage 1 trains from that
+model and RULE, ReRULE (hard-case storage) and ReRULE with random storage (the paper's ablation, same expected
+admission count) run from the same Stage 1 checkpoint with the same seed. Every effect is the paired difference
+within a replicate; intervals are 95% t-intervals over replicates; the trend of the gain against the hard ratio is
+tested with replicate fixed effects, per world set and pooled (study_stats.py), with the design's power.
 
-    rerule study --out runs/study            # 4 levels x 5 replicates x 3 arms, 40 steps
+    rerule study --out runs/study --jobs 16   # 4 levels x 2 world sets x 5 replicates x 3 arms, 40 steps
     rerule study --out runs/study_quick --quick   # 2 levels x 2 replicates, 20 steps: the plumbing in minutes
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import multiprocessing
 import os
 import platform
 import shlex
 import statistics
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import torch
-from scipy import stats
 
 from openrlhf_rerule.cli_convention import Parser, number, user_errors
 from openrlhf_rerule.data.world import build_world
@@ -42,16 +47,19 @@ from openrlhf_rerule.local.sft import train_stage1
 from openrlhf_rerule.replay import ReplayConfig
 
 from .demo import REPLAY, STAGE1, STAGE1_DATA, STAGE2, WORLD, learn_world, stage2_run
-from .report import COLORS, hard_case_rewards, mean_std
+from .report import hard_case_rewards, mean_std
+from .study_report import EFFECTS, p_text, plain, plot_study, ratio_text, signed, write_study_report
+from .study_stats import ALPHA, POWER, within_slope
 
 ARMS = {"rule": None, "rerule": "hard", "random": "random"}  # arm -> replay admission (None: no replay)
-ARM_LABELS = {"rule": "RULE", "rerule": "ReRULE (hard storage)", "random": "ReRULE (random storage)"}
-LEVELS = (0.0, 1 / 3, 2 / 3, 1.0)  # shares of the 6 boundary people: 0, 2, 4, 6 people
-FULL = dict(levels=LEVELS, replicates=5, steps=40)
-QUICK = dict(levels=(0.0, 1.0), replicates=2, steps=20)
-# (name, split, metric): the effects reported; the first is the hard cases' reward after the warm-up
-EFFECTS = (("hard-case reward", None, None), ("boundary accuracy", "boundary", "accuracy"),
-           ("forget refusal", "forget", "refusal_rate"), ("retain accuracy", "retain", "accuracy"))
+# The demo's world with 3 forget and 9 boundary people: the same 96 Stage 2 prompts (24 forget, 72 boundary), so a
+# fully over-refused boundary side is 75% hard early groups (the paper's MUSE: 67.5% at tau 0.4).
+STUDY_WORLD = dict(num_forget=3, num_boundary=9, stage2_ratio=3.0)
+# Signed stance of Stage 1 on the boundary people (< 0 answered, > 0 refused): measured in worlds 0-2 and 30 after 8
+# RULE steps, about 5-20% hard early groups at -1/3 (under TOFU's 54.3% at tau 0.6) to 73-76% at 1 (over MUSE's 67.5%).
+LEVELS = (-1 / 3, 0.0, 1 / 3, 1.0)
+FULL = dict(levels=LEVELS, replicates=5, steps=40, world_sets=(0, 30))
+QUICK = dict(levels=(-1 / 3, 1.0), replicates=2, steps=20, world_sets=(0,))
 
 
 def build_parser() -> Parser:
@@ -59,32 +67,51 @@ def build_parser() -> Parser:
                epilog="The study owns everything under --out: a rerun regenerates (overwrites) it.")
     p.add_argument("--out", default="runs/study", help="output directory (report.md, report.json, plots/, runs)")
     p.add_argument("--levels", type=parse_levels, default=None,
-                   help="disparity levels: shares in [0, 1] of the boundary people Stage 1 also refuses, "
-                        f"comma-separated (default: {','.join(f'{x:.4g}' for x in LEVELS)})")
+                   help="disparity levels in [-1, 1], comma-separated: s > 0, Stage 1 also refuses a share s of the "
+                        "boundary people; s < 0, it answers a share -s of them; write --levels=-0.5,0,1 when the "
+                        "first is negative "
+                        f"(default: {','.join(f'{x:.4g}' for x in LEVELS)})")
     p.add_argument("--replicates", type=number(int, minimum=2), default=None,
-                   help="replicates (world seed first_world + r, Stage 2 seed r); intervals are over these "
+                   help="replicates per world set (world seed first + r, Stage 2 seed r); intervals are over these "
                         f"(default: {FULL['replicates']})")
     p.add_argument("--steps", type=number(int, minimum=1), default=None,
                    help=f"Stage 2 steps per run (default: {FULL['steps']})")
-    p.add_argument("--first_world", type=number(int, minimum=0), default=0, help="world seed of replicate 0")
+    p.add_argument("--world_sets", type=parse_world_sets, default=None,
+                   help="first world seed of each world set, comma-separated; a set is --replicates consecutive "
+                        "world seeds, and sets must not overlap (default: "
+                        f"{','.join(map(str, FULL['world_sets']))})")
+    p.add_argument("--jobs", type=number(int, minimum=1), default=1,
+                   help="worker processes (one torch thread each); the results do not depend on it")
     p.add_argument("--quick", action="store_true",
-                   help=f"levels {','.join(f'{x:g}' for x in QUICK['levels'])}, {QUICK['replicates']} replicates, "
-                        f"{QUICK['steps']} steps unless those flags are given (2 minutes on this project's 2-core CPU)")
+                   help=f"levels {','.join(f'{x:.4g}' for x in QUICK['levels'])}, {QUICK['replicates']} replicates, "
+                        f"{QUICK['steps']} steps, world set {QUICK['world_sets'][0]} unless those flags are given "
+                        "(a few minutes on a 2-core CPU): plumbing, its verdict is underpowered")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train")
-    p.add_argument("--cpu_threads", type=int, default=1, help="torch threads (1 is fastest for a tiny model)")
+    p.add_argument("--cpu_threads", type=int, default=1, help="torch threads per run (1 is fastest for a tiny model)")
     p.add_argument("--progress", type=parse_bool, nargs="?", const=True, default=False, metavar="BOOL",
-                   help="tqdm bars per run (default: off; one line per world and level is printed)")
+                   help="tqdm bars per run with --jobs 1 (default: off; one bar over the finished units is shown)")
     return p
 
 
+def parse_world_sets(text: str) -> list[int]:
+    """`--world_sets`: distinct non-negative world seeds, comma-separated, in the order given (an argparse type)."""
+    try:
+        firsts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not firsts or min(firsts) < 0 or len(set(firsts)) != len(firsts):
+        raise argparse.ArgumentTypeError(f"need distinct world seeds >= 0, got {text!r}")
+    return firsts
+
+
 def parse_levels(text: str) -> list[float]:
-    """`--levels`: distinct shares in [0, 1], comma-separated, returned sorted (an argparse type)."""
+    """`--levels`: two or more distinct levels in [-1, 1], comma-separated, returned sorted (an argparse type)."""
     try:
         levels = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-    if not levels or any(not 0.0 <= x <= 1.0 for x in levels) or len(set(levels)) != len(levels):
-        raise argparse.ArgumentTypeError(f"need distinct shares in [0, 1], got {text!r}")
+    if len(levels) < 2 or any(not -1.0 <= x <= 1.0 for x in levels) or len(set(levels)) != len(levels):
+        raise argparse.ArgumentTypeError(f"need at least two distinct levels in [-1, 1], got {text!r}")
     return sorted(levels)
 
 
@@ -155,13 +182,14 @@ def replicate_level(runs: dict, evals: dict, tau: float, warmup: int, window: in
 
 
 def level_summary(cells: list[dict]) -> dict:
-    """One level over replicates: Table-6 statistics, effects and cost ratios as mean [95% CI]."""
+    """One level over replicates: Table-6 statistics, effects and cost ratios as mean [95% CI]. A paired effect
+    on the hard cases is left out of a replicate with no hard prompts; with none anywhere its mean is NaN."""
     summary = {"table6": {k: mean_std([c["table6"][k] for c in cells]) for k in cells[0]["table6"]},
-               "effects": {arm: {name: mean_std([c["effects"][arm][name] for c in cells
+               "effects": {arm: {name: over_replicates([c["effects"][arm][name] for c in cells
                                                  if not math.isnan(c["effects"][arm][name])])
                                  for name, _, _ in EFFECTS} for arm in ("rerule", "random")},
                # Which groups are stored: hard minus random storage, paired within the replicate.
-               "hard_vs_random": {name: mean_std([c["effects"]["rerule"][name] - c["effects"]["random"][name]
+               "hard_vs_random": {name: over_replicates([c["effects"]["rerule"][name] - c["effects"]["random"][name]
                                                   for c in cells if not math.isnan(c["effects"]["rerule"][name])
                                                   and not math.isnan(c["effects"]["random"][name])])
                                   for name, _, _ in EFFECTS},
@@ -182,211 +210,189 @@ def level_summary(cells: list[dict]) -> dict:
     return summary
 
 
-def trend(levels: list[float], cells: dict, arm: str) -> dict:
-    """Least-squares slope of the paired hard-case gain against the measured early hard ratio (all replicate x
-    level cells), with its p-value (scipy.stats.linregress): does the gain grow with the disparity?"""
-    xs, ys = [], []
-    for level in levels:
-        for c in cells[level]:
-            if not math.isnan(c["effects"][arm]["hard-case reward"]):
-                xs.append(c["table6"]["hard_ratio_tau0.6"])
-                ys.append(c["effects"][arm]["hard-case reward"])
-    if len(set(xs)) < 2:
-        return {"slope": None, "p_value": None, "n": len(xs)}
-    fit = stats.linregress(xs, ys)
-    return {"slope": float(fit.slope), "p_value": float(fit.pvalue), "n": len(xs)}
+def over_replicates(values: list[float]) -> dict:
+    """mean_std, or a NaN cell without an interval where no replicate has a value."""
+    return mean_std(values) if values else {"mean": float("nan"), "std": float("nan"), "lo": None, "hi": None, "n": 0,
+                                            "values": []}
 
 
-def verdict(levels: list[float], summary: dict, trends: dict) -> list[str]:
+def trend(levels: list[float], cells: dict, arm: str, world_set: int | None = None) -> dict:
+    """Slope of the paired hard-case gain against the measured early hard ratio over the replicate x level cells
+    (of one world set, or of all: pooled), with replicate fixed effects (study_stats.within_slope): does the gain
+    grow with the disparity?"""
+    return within_slope([(c["world"], c["table6"]["hard_ratio_tau0.6"], c["effects"][arm]["hard-case reward"])
+                         for level in levels for c in cells[level]
+                         if world_set in (None, c["world_set"]) and not math.isnan(c["effects"][arm]["hard-case reward"])])
+
+
+def verdict(levels: list[float], summary: dict, trends: dict, by_set: dict, quick: bool) -> list[str]:
+    """The pooled verdict (all world sets), each world set's own, and the design's power."""
     lo, hi = summary[levels[0]], summary[levels[-1]]
     gain_hi = hi["effects"]["rerule"]["hard-case reward"]
     gain_lo = lo["effects"]["rerule"]["hard-case reward"]
     versus_random = hi["hard_vs_random"]["hard-case reward"]
     slope = trends["rerule"]
-    positive_hi = gain_hi["lo"] is not None and gain_hi["lo"] > 0
-    grows = slope["slope"] is not None and slope["slope"] > 0 and slope["p_value"] < 0.05
+    reproduces = claim_holds(gain_hi, slope)
     lines = [
-        f"- Highest disparity (level {levels[-1]:.2f}, early hard ratio "
-        f"{hi['table6']['hard_ratio_tau0.6']['mean']:.0%}): ReRULE − RULE on the hard cases' reward = "
-        f"{gain_hi['mean']:+.3f} [{_num(gain_hi['lo'])}, {_num(gain_hi['hi'])}] "
-        f"({'interval above 0' if positive_hi else 'interval includes or is below 0'}).",
-        f"- Lowest disparity (level {levels[0]:.2f}, early hard ratio {lo['table6']['hard_ratio_tau0.6']['mean']:.0%}): "
-        f"{gain_lo['mean']:+.3f} [{_num(gain_lo['lo'])}, {_num(gain_lo['hi'])}].",
-        f"- Trend of the gain against the measured early hard ratio: slope {_num(slope['slope'])} per unit ratio, "
-        f"p = {'–' if slope['p_value'] is None else format(slope['p_value'], '.3f')} over {slope['n']} replicate × level cells "
-        f"({'grows with the disparity' if grows else 'no significant growth'}).",
+        f"- Highest disparity (level {levels[-1]:+.2f}, early hard ratio "
+        f"{hi['table6']['hard_ratio_tau0.6']['mean']:.0%} at τ 0.6, {hi['table6']['hard_ratio_tau0.4']['mean']:.0%} at "
+        f"τ 0.4): ReRULE − RULE on the hard cases' reward = {gain_hi['mean']:+.3f} [{signed(gain_hi['lo'])}, "
+        f"{signed(gain_hi['hi'])}] over {gain_hi['n']} replicates "
+        f"({'interval above 0' if gain_hi['lo'] is not None and gain_hi['lo'] > 0 else 'interval includes or is below 0'}).",
+        f"- Lowest disparity (level {levels[0]:+.2f}, early hard ratio {lo['table6']['hard_ratio_tau0.6']['mean']:.0%} at "
+        f"τ 0.6): {gain_lo['mean']:+.3f} [{signed(gain_lo['lo'])}, {signed(gain_lo['hi'])}].",
+        f"- Trend of the gain against the measured early hard ratio, pooled over the world sets with replicate fixed "
+        f"effects: slope {signed(slope['slope'])} [{signed(slope['lo'])}, {signed(slope['hi'])}] per unit ratio, "
+        f"p = {p_text(slope['p_value'])} ({slope['n']} cells, {slope['groups']} replicates, {slope['df']} df).",
+        f"- Power: this design (its measured hard ratios, {slope['groups']} replicates, residual SD "
+        f"{plain(slope['residual_sd'])}) detects a slope of {plain(slope['detectable_slope'])} per unit ratio with "
+        f"{POWER:.0%} power (two-sided α = {ALPHA}, noncentral t).",
         f"- Hard storage minus random storage at the highest level, on the hard cases' reward: "
-        f"{versus_random['mean']:+.3f} [{_num(versus_random['lo'])}, {_num(versus_random['hi'])}].",
+        f"{versus_random['mean']:+.3f} [{signed(versus_random['lo'])}, {signed(versus_random['hi'])}].",
     ]
     ratios = hi["ratios"]
     lines.append(f"- Time to RULE's final hard-case reward at the highest level, ReRULE ÷ RULE: wall time "
-                 f"{_ratio(ratios['rerule_seconds'])}, generated tokens {_ratio(ratios['rerule_tokens'])}.")
-    reproduces = positive_hi and grows
-    lines.append(f"- **The paper's conditional claim {'reproduces' if reproduces else 'does not reproduce'} here** "
-                 "(criterion: a hard-case gain whose interval is above 0 at the highest disparity, and a gain that "
-                 "grows with the measured hard ratio, p < 0.05).")
+                 f"{ratio_text(ratios['rerule_seconds'])}, generated tokens {ratio_text(ratios['rerule_tokens'])}.")
+    for first, own in by_set.items():
+        held = claim_holds(own["summary"][levels[-1]]["effects"]["rerule"]["hard-case reward"], own["trend"])
+        lines.append(f"- World set {first} (worlds {own['worlds'][0]}–{own['worlds'][-1]}) alone: the claim "
+                     f"{'holds' if held else 'does not hold'} (slope {signed(own['trend']['slope'])}, "
+                     f"p = {p_text(own['trend']['p_value'])}).")
+    lines.append(f"- **Pooled over {len(by_set)} world set(s), the paper's conditional claim "
+                 f"{'reproduces' if reproduces else 'does not reproduce'} here** (criterion: a hard-case gain whose "
+                 "interval is above 0 at the highest disparity, and a gain that grows with the measured hard ratio, "
+                 "p < 0.05).")
+    if quick:
+        lines.append(f"- **Underpowered: `--quick` is plumbing** ({sum(len(own['worlds']) for own in by_set.values())} "
+                     "replicates, short runs); its verdict is not evidence either way.")
     return lines
 
 
-def _num(x) -> str:
-    return "–" if x is None else f"{x:+.3f}"
+def analyse(levels: list[float], sets: dict, cells: dict, quick: bool) -> dict:
+    """The report's statistics from the cells: per level over all replicates, the trends pooled, each world set's
+    own summary and trend, and the verdict."""
+    summary = {lv: level_summary(cells[lv]) for lv in levels}
+    trends = {arm: trend(levels, cells, arm) for arm in ("rerule", "random")}
+    by_set = {first: {"worlds": worlds, "trend": trend(levels, cells, "rerule", first),
+                      "summary": {lv: level_summary([c for c in cells[lv] if c["world_set"] == first])
+                                  for lv in levels}} for first, worlds in sets.items()}
+    return {"summary": summary, "trends": trends, "by_world_set": by_set,
+            "verdict": verdict(levels, summary, trends, by_set, quick)}
 
 
-def plot_study(out: Path, levels: list[float], summary: dict) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    (out / "plots").mkdir(exist_ok=True)
-    xs = [summary[lv]["table6"]["hard_ratio_tau0.6"]["mean"] for lv in levels]
-    fig, axes = plt.subplots(1, len(EFFECTS), figsize=(4.2 * len(EFFECTS), 3.6))
-    for ax, (name, _, _) in zip(axes, EFFECTS):
-        for arm, color, shift in (("rerule", COLORS["rerule"], 0.0), ("random", "tab:gray", 0.006)):
-            cells = [summary[lv]["effects"][arm][name] for lv in levels]
-            ys = [c["mean"] for c in cells]
-            err = [[c["mean"] - (c["lo"] if c["lo"] is not None else c["mean"]) for c in cells],
-                   [(c["hi"] if c["hi"] is not None else c["mean"]) - c["mean"] for c in cells]]
-            ax.errorbar([x + shift for x in xs], ys, yerr=err, marker="o", capsize=3, color=color,
-                        label=ARM_LABELS[arm] + " − RULE")
-        ax.axhline(0, color="black", lw=0.8)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("early hard-group ratio (τ = 0.6)")
-    axes[0].set_ylabel("paired difference vs RULE (95% CI)")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Effect of replay vs the hard/easy disparity (each point: one level, mean over replicates)")
-    fig.tight_layout()
-    fig.savefig(out / "plots" / "effect_vs_disparity.png", dpi=110)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, unit in zip(axes, ("seconds", "tokens")):
-        for arm, color in (("rerule", COLORS["rerule"]), ("random", "tab:gray")):
-            pts = [(x, summary[lv]["ratios"][f"{arm}_{unit}"]) for x, lv in zip(xs, levels)
-                   if summary[lv]["ratios"][f"{arm}_{unit}"]]
-            if not pts:
-                continue
-            ys = [r["geo_mean"] for _, r in pts]
-            err = [[r["geo_mean"] - (r["lo"] or r["geo_mean"]) for _, r in pts],
-                   [(r["hi"] or r["geo_mean"]) - r["geo_mean"] for _, r in pts]]
-            ax.errorbar([x for x, _ in pts], ys, yerr=err, marker="o", capsize=3, color=color, label=ARM_LABELS[arm])
-        ax.axhline(1, color="black", lw=0.8)
-        ax.set_title(f"{'wall time' if unit == 'seconds' else 'generated tokens'} to reach RULE's final hard-case "
-                     "reward, ÷ RULE's", fontsize=9)
-        ax.set_xlabel("early hard-group ratio (τ = 0.6)")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "plots" / "time_to_target.png", dpi=110)
-    plt.close(fig)
-    return ["plots/effect_vs_disparity.png", "plots/time_to_target.png"]
+def claim_holds(gain_hi: dict, slope: dict) -> bool:
+    """The study's criterion: the highest level's gain interval above 0 and a positive slope with p < ALPHA."""
+    return (gain_hi["lo"] is not None and gain_hi["lo"] > 0 and slope["slope"] is not None and slope["slope"] > 0
+            and slope["p_value"] < ALPHA)
 
 
-def _ci(cell: dict, pct: bool = False) -> str:
-    f = (lambda v: f"{100 * v:.1f}") if pct else (lambda v: f"{v:+.3f}")
-    if cell["lo"] is None or cell["lo"] == cell["hi"]:
-        return f(cell["mean"])
-    return f"{f(cell['mean'])} [{f(cell['lo'])}, {f(cell['hi'])}]"
+def learn_unit(world_seed: int, out: Path, common: dict) -> Path:
+    """A unit of work: learn world `world_seed` (the study's shape) once for all levels; the pretrained model."""
+    return learn_world(world_seed, out, common, **STUDY_WORLD)[1]
 
 
-def _ratio(r: dict | None) -> str:
-    if not r:
-        return "never reached"
-    interval = f" [{r['lo']:.2f}, {r['hi']:.2f}]" if r["lo"] is not None and r["lo"] != r["hi"] else ""
-    return f"{r['geo_mean']:.2f}{interval} ({r['reached']}/{r['of']} reached)"
+def stage1_unit(world_seed: int, level: float, pretrained: Path, cell_dir: Path, common: dict) -> Path:
+    """A unit of work: the level's world files and its Stage 1 checkpoint, trained from the learned world."""
+    knobs = {"stage1_over_refuse": level} if level >= 0 else {"stage1_answer_boundary": -level}
+    build_world(seed=world_seed, **{**WORLD, **STAGE1_DATA, **STUDY_WORLD, **knobs}).write(cell_dir / "world")
+    return train_stage1(Stage1Config(model=str(pretrained), data=str(cell_dir / "world" / "stage1.jsonl"),
+                                     out=str(cell_dir / "stage1"), seed=world_seed, **STAGE1, **common))
 
 
-def write_study_report(out: Path, report: dict) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    levels, summary, cfg = report["levels"], report["summary"], report["settings"]
-    lines = [f"# When does replay help? RULE vs ReRULE over {len(levels)} disparity levels × {cfg['replicates']} "
-             "replicates", "", f"Command: `{report['command']}`  ",
-             f"Wall time: {report['wall_seconds']:.0f} s on {report['machine']}  ",
-             f"Replicates: world seeds {', '.join(map(str, cfg['worlds']))} with Stage 2 seeds "
-             f"{', '.join(map(str, range(cfg['replicates'])))}; {cfg['steps']} Stage 2 steps; replay τ {cfg['tau']}, "
-             f"warm-up {cfg['warmup']} (hard cases = prompts whose RULE reward up to the warm-up is below τ).", "",
-             "Intervals: 95% t-intervals over replicates of the paired (same world, same seed) difference.", "",
-             "## Hard-case statistics (the paper's Table 6: share of early groups below τ, in %)", "",
-             "| level (share of boundary people Stage 1 refuses) | τ = 0.4 | τ = 0.6 | forget groups < τ | boundary "
-             "groups < τ | hard prompts | replay started (ReRULE / random) | groups stored (ReRULE) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for lv in levels:
-        s = summary[lv]
-        t6 = s["table6"]
-        lines.append(f"| {lv:.2f} | {_ci(t6['hard_ratio_tau0.4'], True)} | {_ci(t6['hard_ratio_tau0.6'], True)} | "
-                     f"{_ci(t6['hard_ratio_forget'], True)} | {_ci(t6['hard_ratio_boundary'], True)} | "
-                     f"{t6['hard_prompts']['mean']:.1f} | {s['replay_started']['rerule']} / "
-                     f"{s['replay_started']['random']} of {cfg['replicates']} | {s['admitted']['rerule']['mean']:.0f} |")
-    lines += ["", "Paper (Table 6): MUSE τ 0.4 → 67.5; TOFU τ 0.4 → 47.5, τ 0.6 → 54.3.", ""]
-    for arm in ("rerule", "random"):
-        lines += [f"## {ARM_LABELS[arm]} − RULE", "", "| level | " + " | ".join(n for n, _, _ in EFFECTS) + " |",
-                  "|---" * (len(EFFECTS) + 1) + "|"]
-        lines += [f"| {lv:.2f} | " + " | ".join(_ci(summary[lv]["effects"][arm][n]) for n, _, _ in EFFECTS) + " |"
-                  for lv in levels]
-        lines.append("")
-    lines += ["## Hard-case storage − random storage (which groups are replayed)", "",
-              "| level | " + " | ".join(n for n, _, _ in EFFECTS) + " |", "|---" * (len(EFFECTS) + 1) + "|"]
-    lines += [f"| {lv:.2f} | " + " | ".join(_ci(summary[lv]["hard_vs_random"][n]) for n, _, _ in EFFECTS) + " |"
-              for lv in levels]
-    lines.append("")
-    lines += ["## Time to target (RULE's final hard-case reward), as a ratio to RULE's own", "",
-              "Step from which the smoothed hard-case reward (trailing window of steps / 4) stays at or above RULE's "
-              "final value; geometric mean over the replicates where the arm reached it [95% CI]; < 1 = faster than "
-              "RULE.", "",
-              "| level | ReRULE wall time | ReRULE generated tokens | random wall time | random generated tokens |",
-              "|---|---|---|---|---|"]
-    for lv in levels:
-        r = summary[lv]["ratios"]
-        lines.append(f"| {lv:.2f} | {_ratio(r['rerule_seconds'])} | {_ratio(r['rerule_tokens'])} | "
-                     f"{_ratio(r['random_seconds'])} | {_ratio(r['random_tokens'])} |")
-    lines += ["", "## Verdict", "", *report["verdict"], "", *[f"![{p}]({p})" for p in report["plots"]], "",
-              "## Settings", "", "```", json.dumps(cfg, indent=2), "```", ""]
-    (out / "report.md").write_text("\n".join(lines))
+def arm_unit(arm: str, seed: int, stage1: Path, cell_dir: Path, steps: int, common: dict, device: str) -> dict:
+    """A unit of work: one arm's Stage 2 run from the level's Stage 1 checkpoint and its greedy evaluation."""
+    replay = ReplayConfig(**{**REPLAY, "enable": ARMS[arm] is not None, "admission": ARMS[arm] or "hard",
+                             "seed": seed})
+    run = stage2_run(stage1, cell_dir / "world", cell_dir / "stage2" / arm, seed, steps, replay, common)
+    return evaluate_model(run / "final", cell_dir / "world", device)["metrics"]
+
+
+def _quiet_worker() -> None:
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+
+
+def run_units(replicates: list[tuple[int, int]], levels: list[float], out: Path, steps: int, common: dict,
+              device: str, jobs: int) -> dict:
+    """Learn each world, then each level's Stage 1, then each arm, each unit as soon as what it needs is done, in
+    `jobs` spawned processes (--jobs 1: one worker thread in this process). Every unit seeds itself and reads only
+    its inputs' files, so the results do not depend on `jobs` or on the order units finish in.
+    replicates: (world seed, Stage 2 seed). Returns {(world seed, level index): {arm: evaluation metrics}}."""
+    from tqdm import tqdm
+
+    pool = ThreadPoolExecutor(1) if jobs == 1 else ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
+    seeds = dict(replicates)
+    pending, evals = {}, {}
+    bar = tqdm(total=len(replicates) * (1 + len(levels) * (1 + len(ARMS))), desc="study units", unit="unit",
+               dynamic_ncols=True)
+    with pool:
+        for ws, _ in replicates:
+            pending[pool.submit(learn_unit, ws, out / f"world{ws}", common)] = ("learn", ws, None, None)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                kind, ws, i, arm = pending.pop(future)
+                result = future.result()
+                bar.update()
+                if kind == "learn":
+                    for i, level in enumerate(levels):
+                        cell_dir = out / f"world{ws}" / f"level{i}"
+                        pending[pool.submit(stage1_unit, ws, level, result, cell_dir, common)] = ("stage1", ws, i, None)
+                elif kind == "stage1":
+                    for arm in ARMS:
+                        pending[pool.submit(arm_unit, arm, seeds[ws], result, out / f"world{ws}" / f"level{i}", steps,
+                                            common, device)] = ("arm", ws, i, arm)
+                else:
+                    evals.setdefault((ws, i), {})[arm] = result
+    bar.close()
+    return evals
 
 
 @user_errors("rerule study")
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL  # explicit flags win over the preset
     levels = args.levels or list(preset["levels"])
     replicates = args.replicates or preset["replicates"]
     steps = args.steps or preset["steps"]
+    world_sets = args.world_sets or list(preset["world_sets"])
+    sets = {first: list(range(first, first + replicates)) for first in world_sets}
+    seen = [ws for worlds in sets.values() for ws in worlds]
+    if len(set(seen)) != len(seen):
+        parser.error(f"argument --world_sets: sets of {replicates} consecutive worlds overlap: "
+                     f"{','.join(map(str, world_sets))}")
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    common = dict(device=args.device, cpu_threads=args.cpu_threads, progress=args.progress, overwrite=True)
+    common = dict(device=args.device, cpu_threads=args.cpu_threads, progress=args.progress and args.jobs == 1,
+                  overwrite=True)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
     tau, warmup, window = REPLAY["threshold"], REPLAY["warmup_steps"], max(1, steps // 4)
-    worlds = [args.first_world + r for r in range(replicates)]
     t_start = time.perf_counter()
+    evals = run_units([(ws, r) for worlds in sets.values() for r, ws in enumerate(worlds)], levels, out, steps,
+                      common, device, args.jobs)
     cells = {lv: [] for lv in levels}
-    for r, ws in enumerate(worlds):
-        _, pretrained = learn_world(ws, out / f"world{ws}", common)
-        for i, lv in enumerate(levels):
-            cell_dir = out / f"world{ws}" / f"level{i}"
-            world_dir = cell_dir / "world"
-            build_world(seed=ws, **WORLD, **STAGE1_DATA, stage1_over_refuse=lv).write(world_dir)
-            stage1 = train_stage1(Stage1Config(model=str(pretrained), data=str(world_dir / "stage1.jsonl"),
-                                               out=str(cell_dir / "stage1"), seed=ws, **STAGE1, **common))
-            runs, evals = {}, {}
-            for arm, admission in ARMS.items():
-                replay = ReplayConfig(**{**REPLAY, "enable": admission is not None, "admission": admission or "hard",
-                                         "seed": r})
-                runs[arm] = stage2_run(stage1, world_dir, cell_dir / "stage2" / arm, r, steps, replay, common)
-                evals[arm] = evaluate_model(runs[arm] / "final", world_dir, device)["metrics"]
-            cells[lv].append(replicate_level(runs, evals, tau, warmup, window))
-            print(f"[study] world {ws} level {lv:.2f}: done ({time.perf_counter() - t_start:.0f} s)", flush=True)
-    summary = {lv: level_summary(cells[lv]) for lv in levels}
-    trends = {arm: trend(levels, cells, arm) for arm in ("rerule", "random")}
+    for first, worlds in sets.items():
+        for ws in worlds:
+            for i, lv in enumerate(levels):
+                runs = {arm: out / f"world{ws}" / f"level{i}" / "stage2" / arm for arm in ARMS}
+                cells[lv].append({"world_set": first, "world": ws, "evaluation": evals[(ws, i)],
+                                  **replicate_level(runs, evals[(ws, i)], tau, warmup, window)})
+    analysis = analyse(levels, sets, cells, args.quick)
     report = {"command": "rerule study " + shlex.join(argv), "wall_seconds": time.perf_counter() - t_start,
-              "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores visible, torch threads {args.cpu_threads}"
-                         if device == "cpu" else torch.cuda.get_device_name(0),
+              "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores visible, {args.jobs} worker(s) with "
+                         f"{args.cpu_threads} torch thread(s) each" if device == "cpu" else torch.cuda.get_device_name(0),
               "levels": levels,
-              "settings": {"replicates": replicates, "worlds": worlds, "steps": steps, "tau": tau, "warmup": warmup,
-                           "smoothing_window": window, "world": WORLD, "stage1_data": STAGE1_DATA, "stage1": STAGE1,
+              "settings": {"replicates": replicates, "world_sets": sets, "steps": steps, "jobs": args.jobs,
+                           "quick": args.quick, "tau": tau, "warmup": warmup, "smoothing_window": window,
+                           "world": {**WORLD, **STUDY_WORLD}, "stage1_data": STAGE1_DATA, "stage1": STAGE1,
                            "stage2": STAGE2, "replay": REPLAY},
-              "cells": {str(lv): cells[lv] for lv in levels}, "summary": summary, "trends": trends,
-              "plots": plot_study(out, levels, summary), "verdict": verdict(levels, summary, trends)}
+              "cells": {str(lv): cells[lv] for lv in levels}, **analysis,
+              "plots": plot_study(out, levels, analysis["summary"])}
     write_study_report(out, report)
     print("\n".join(report["verdict"]))
     print(f"report: {out / 'report.md'}  ({report['wall_seconds']:.0f} s)")
