@@ -127,10 +127,10 @@ def test_rwku_first_hour(tmp_path, capsys):
     assert code == 0 and f"from {len(forget) + 1} forget rows" in out
     assert f"{blanks} of them are already fill-in-the-blank" in out and "1 prompts dropped as duplicates" in out
     assert len(read_jsonl(d / "s1.jsonl", "stage1")) == len(forget)
-    # offline swapping cannot work on real RWKU prompts: it says so and names the one-command path
+    # offline swapping cannot work on real RWKU prompts: it says so and names leak-free routes (no evaluation set)
     code, _, err = run(["data", "boundary", "--offline", "--forget", str(d / "forget.jsonl"), "--neighbours",
                         str(d / "neighbor.jsonl"), "--out", str(d / "b.jsonl")], capsys)
-    assert code == 2 and "--boundary" in err and "neighbor.jsonl" in err and not (d / "b.jsonl").exists()
+    assert code == 2 and "Leak-free routes" in err and not (d / "b.jsonl").exists()
     code, _, _ = run(["data", "stage2", "--forget", str(d / "forget.jsonl"), "--boundary", str(d / "neighbor.jsonl"),
                       "--out", str(d / "s2.jsonl")], capsys)
     assert code == 0

@@ -93,15 +93,37 @@ def cmd_convert(args):
             print(f"next (the neighbour set as boundary prompts): rerule data stage2 --forget {args.out_dir}/forget.jsonl "
                   f"--boundary {args.out_dir}/neighbor.jsonl --out {args.out_dir}/stage2.jsonl")
         return
+    counts, boundary, note = {}, [], ""
     if args.source == "rule":  # Stage 1 or Stage 2 file, told apart by its fields
         stage2 = "solution" in read_records(args.input)[0]
-        rows = convert.from_rule_stage2(args.input) if stage2 else convert.from_rule_stage1(args.input)
-        kind = "stage2" if stage2 else "stage1"
+        if stage2:
+            rows, kind = convert.from_rule_stage2(args.input, counts), "stage2"
+            warning = convert.evaluation_file_warning(args.input, rows)
+            if warning:
+                print(f"WARNING: {args.input}: {warning}", file=sys.stderr)
+        else:
+            (rows, boundary), kind = convert.from_rule_stage1(args.input, counts), "stage1"
+        note = f"; {counts['duplicate_dropped']} repeated prompts dropped"
     elif args.source == "tofu":
-        rows, kind = convert.from_tofu(args.input, args.kind, args.subject), "eval"
+        rows, kind = convert.from_tofu(args.input, args.kind, args.subject, args.questions_per_author), "eval"
+        if args.exclude:  # whole authors' blocks stay intact: the subjects were found before
+            evaluated = {r["question"].strip() for path in args.exclude for r in read_records(path) if "question" in r}
+            kept = [r for r in rows if r["prompt"].strip() not in evaluated]
+            note = f"; {len(rows) - len(kept)} rows dropped as questions of {', '.join(args.exclude)}"
+            rows = kept
+        subjects = list(dict.fromkeys(r["subject"] for r in rows))
+        note += f"; subjects: {', '.join(repr(s) for s in subjects[:6])}{' ...' if len(subjects) > 6 else ''}"
     else:
         rows, kind = convert.from_muse(args.input, args.kind, args.subject or ""), "eval"
-    print(f"wrote {write_jsonl(args.out, rows, kind)} ({len(rows)} {kind} rows)")
+    boundary_out = args.boundary_out or str(Path(args.out).with_name(Path(args.out).stem + "_boundary.jsonl"))
+    if boundary:  # validated before anything is written
+        from .schema import validate_rows
+
+        validate_rows(boundary, "eval")
+    print(f"wrote {write_jsonl(args.out, rows, kind)} ({len(rows)} {kind} rows{note})")
+    if boundary:
+        print(f"wrote {write_jsonl(boundary_out, boundary, 'eval')} ({len(boundary)} boundary eval rows from "
+              f"neighbor_question); next: rerule data stage2 --forget FORGET.jsonl --boundary {boundary_out} ...")
 
 
 def cmd_validate(args):
@@ -133,8 +155,12 @@ def cmd_boundary(args):
             raise UserError(
                 f"no boundary rows: for none of the forget prompts does a neighbour of {args.neighbours} have the same "
                 "question with its own name (offline swapping needs templated QA, like the synthetic world's). "
-                "With real benchmark data use the neighbour QA itself as the boundary set: rerule data stage2 "
-                f"--forget {args.forget} --boundary {args.neighbours} --out stage2.jsonl (RWKU: neighbor.jsonl)")
+                "Do not train on an evaluation set instead (TOFU's retain_perturbed.json is what Model Utility "
+                "scores, RWKU's neighbor_level*.json are its neighbour probes). Leak-free routes: synthesise boundary "
+                f"QA from an endpoint (rerule data boundary --forget {args.forget} --out OUT --cache CACHE); TOFU: "
+                "QA of retain authors that no evaluation reads (rerule data convert tofu TOFU/retain99.json --kind "
+                "boundary --exclude TOFU/retain_perturbed.json --out boundary.jsonl); the RULE authors' MUSE release: "
+                "convert rule reject_with_neighbor_target.json writes its neighbour questions as boundary rows")
     else:
         from .boundary import BoundaryClient
 
@@ -162,6 +188,11 @@ def texts_of(path) -> list[str]:
     return texts
 
 
+# Stage 1 for a fresh tiny model: the defaults (lr 1e-4, 3 epochs, for a pretrained model) leave it untrained.
+# Measured on the docs' first-hour fixtures (docs/data.md): loss 7.4 -> below 0.1 in about a minute on one thread.
+TINY_STAGE1_FLAGS = "--epochs 60 --lr 2e-3 --batch_size 8 --cpu_threads 1"
+
+
 def cmd_tiny_model(args):
     from openrlhf_rerule.local.tiny import save_tiny_model
 
@@ -174,14 +205,19 @@ def cmd_tiny_model(args):
     texts += [t.format(name="") for t in refusal_templates()]
     if Path(args.out).exists() and any(Path(args.out).iterdir()):
         raise UserError(f"--out {args.out}: not empty; choose a new directory")
-    out = save_tiny_model(texts, args.out, seed=args.seed, hidden_size=args.hidden_size, num_layers=args.num_layers,
-                          num_heads=args.num_heads, max_positions=args.max_positions)
-    from transformers import AutoConfig, AutoModelForCausalLM
+    # keep_text: case and spacing survive encode/decode, so a refusal naming the target can earn RULE's +0.5
+    out = save_tiny_model(texts, args.out, seed=args.seed, keep_text=True, hidden_size=args.hidden_size,
+                          num_layers=args.num_layers, num_heads=args.num_heads, max_positions=args.max_positions)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     params = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(out)).num_parameters()
     vocab = AutoConfig.from_pretrained(out).vocab_size
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    changed = sum(tokenizer.decode(tokenizer.encode(t, add_special_tokens=False)) != t for t in texts)
     print(f"wrote {out}: untrained word-level Llama, {params:,} parameters, vocabulary {vocab} words "
           f"(from {len(texts)} texts of {len(args.texts)} files, refusal templates included); words outside it "
-          "become <unk>. Next: rerule train stage1 --model {out} ...".replace("{out}", str(out)))
+          f"become <unk>. Case and spacing are kept: {len(texts) - changed} of {len(texts)} texts decode exactly "
+          f"as written. Next (settings that train a fresh tiny model; the defaults are for pretrained ones): "
+          f"rerule train stage1 --model {out} --data STAGE1.jsonl --out RUN {TINY_STAGE1_FLAGS}")
 
 
 def build_parser() -> Parser:
@@ -233,7 +269,15 @@ def build_parser() -> Parser:
     p.add_argument("--out", help="output jsonl (rule, tofu, muse)")
     p.add_argument("--out_dir", help="output directory (rwku)")
     p.add_argument("--kind", default="forget", help="eval kind of the rows: forget, retain, ... (tofu, muse)")
-    p.add_argument("--subject", help="subject of every row (muse: e.g. 'Harry Potter'; tofu: default = extracted name)")
+    p.add_argument("--subject", help="subject of every row (muse: e.g. 'Harry Potter'; tofu: default = the name each "
+                                     "author's block of questions is about)")
+    p.add_argument("--questions_per_author", type=number(int, 1), default=20,
+                   help="tofu: consecutive questions per author (TOFU's layout: 20)")
+    p.add_argument("--exclude", nargs="+", default=[],
+                   help="tofu: drop rows whose question is in these files, e.g. retain_perturbed.json (the retain "
+                        "evaluation set) when taking boundary QA from retain99.json")
+    p.add_argument("--boundary_out", help="rule, a Stage 1 file with neighbor_question: where its boundary eval rows "
+                                          "go (default: OUT's name + _boundary.jsonl)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("validate", help="check files against their schema (the check the trainers run)")

@@ -40,7 +40,11 @@ HELP = {
     "progress": "tqdm progress bars",
     "epochs": "passes over the data (fractions allowed)",
     "batch_size": "sequences per optimiser step",
-    "max_len": "prompt + response tokens; longer responses are cut",
+    "max_len": "prompt + response tokens; longer responses are cut (how many is printed; a response losing more "
+               "than half its tokens is refused unless --allow_truncation). RULE used 640 (MUSE), 512 (RWKU)",
+    "allow_truncation": "train on rows whose response loses more than half its tokens to --max_len",
+    "check_reward_target": "two_stage_abs_target: refuse when the tokenizer cannot give the <reject> target back "
+                           "or fewer than 20% of forget rows name it (--no_check_reward_target: train anyway)",
     "warmup_ratio": "fraction of the steps with linear learning-rate warm-up",
     "ref_model": "frozen KL reference (default: --model)",
     "steps": "Stage 2 steps (each: one rollout batch, one on-policy update, at most one replay update)",
@@ -90,6 +94,7 @@ class Stage1Config(CommonConfig):
     batch_size: int = 32
     max_len: int = 256
     warmup_ratio: float = 0.0
+    allow_truncation: bool = False
 
 
 @dataclass
@@ -108,6 +113,7 @@ class Stage2Config(CommonConfig):
     clip_high: float = 0.2
     reward_variant: str = "two_stage_abs_target"
     refusal_mode: str = "rule"
+    check_reward_target: bool = True
     replay: ReplayConfig = field(default_factory=ReplayConfig)
 
 

@@ -29,7 +29,8 @@ from .checkpoint import RUN_FILE, clean_interrupted, file_sha256, find_checkpoin
 
 # Settings that may change between a run and its resume: where and how it runs, not what it computes.
 RUN_CONTROL = {"out", "resume", "overwrite", "allow_config_change", "steps", "save_every", "keep_checkpoints",
-               "stop_after", "progress", "tensorboard", "wandb_project", "device", "cpu_threads", "micro_batch_size"}
+               "allow_truncation", "check_reward_target", "stop_after", "progress", "tensorboard", "wandb_project",
+               "device", "cpu_threads", "micro_batch_size"}
 # What a run writes into --out (what --overwrite deletes).
 RUN_OUTPUTS = ("checkpoints", "final", "tensorboard", "metrics.jsonl", "reward_history.jsonl", "wandb")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -158,6 +159,50 @@ def check_run_dir(cfg) -> Path | None:
     return ckpt
 
 
+# two_stage_abs_target pays +0.5 for naming the <reject> target; below this share of forget rows naming it in the
+# prompt or the label's refusal, the target is not a name the task is about (the RULE authors' MUSE files carry
+# "books"), and the +0.5 would reward a stray word. Measured on the authors' RWKU files: 21% to 100% in the
+# prompt (Meghan, Duchess of Sussex: 21%), 100% in the refusal.
+MIN_TARGET_SHARE = 0.2
+
+
+def check_reward_fit(cfg, rows: list[dict]) -> None:
+    """Refuse a reward variant the labels or the tokenizer cannot serve (UserError / DataError, before loading)."""
+    if cfg.reward_variant != "two_stage_abs_target":
+        return
+    forget = []
+    for line, row in enumerate(rows, 1):
+        tag, refusal, target = parse_label(row["label"])
+        if tag != "<reject>":
+            continue
+        if not (target or "").strip():
+            raise DataError(cfg.data, line, "label", "a <reject> label without a target name; "
+                            "--reward_variant two_stage_abs_target needs one (or use two_stage_abs)")
+        forget.append((line, row["prompt"], refusal or "", target))
+    if not forget or not cfg.check_reward_target:
+        return
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    for target in sorted({t for *_, t in forget}):
+        back = tokenizer.decode(tokenizer.encode(target, add_special_tokens=False), skip_special_tokens=True)
+        if target not in back:
+            raise UserError(f"--model {cfg.model}: its tokenizer gives the target {target!r} back as {back!r}, so no "
+                            "completion can name it and two_stage_abs_target's +0.5 for a refusal that names the "
+                            "target is never paid (every forget group stays below the replay threshold); use a "
+                            "tokenizer that keeps case and spacing (rerule data tiny_model does), or "
+                            "--reward_variant two_stage_abs")
+    named = sum(t in prompt or t in refusal for _, prompt, refusal, t in forget)
+    if named < MIN_TARGET_SHARE * len(forget):
+        line, _, _, target = forget[0]
+        raise DataError(cfg.data, line, "label",
+                        f"the <reject> target {target!r} appears in the prompt or the refusal of {named} of "
+                        f"{len(forget)} forget rows (< {MIN_TARGET_SHARE:.0%}): it is not the name the prompts are "
+                        "about, and two_stage_abs_target would pay +0.5 for saying it. For MUSE use "
+                        "--reward_variant two_stage_abs (as the RULE authors do); to train anyway, "
+                        "--no_check_reward_target")
+
+
 def start_run(cfg, kind: str) -> tuple[list[dict], Path | None]:
     """Check everything, then prepare --out. Returns (validated data rows, checkpoint to resume or None)."""
     check_flags(cfg)
@@ -166,12 +211,12 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None]:
     if getattr(cfg, "ref_model", "") and cfg.kl_coef > 0:
         check_model_dir("--ref_model", cfg.ref_model)
     rows = read_jsonl(cfg.data, kind)
-    if getattr(cfg, "reward_variant", "") == "two_stage_abs_target":  # it scores the target name: one must be there
-        for line, row in enumerate(rows, 1):
-            tag, _, target = parse_label(row["label"])
-            if tag == "<reject>" and not (target or "").strip():
-                raise DataError(cfg.data, line, "label", "a <reject> label without a target name; "
-                                "--reward_variant two_stage_abs_target needs one (or use two_stage_abs)")
+    if kind == "sft":
+        from .sft import check_truncation  # imported here: sft imports this module
+
+        check_truncation(cfg, rows)
+    else:
+        check_reward_fit(cfg, rows)
     ckpt = check_run_dir(cfg)
     notes = check_resume_settings(cfg, ckpt) if ckpt is not None else []
     # ---- checks done: from here on --out may change ----
