@@ -23,8 +23,8 @@ def test_rule_stage2_keeps_the_solution_list_and_drops_repeats():
 
 
 def test_rule_stage1_joins_instruction_and_input():
-    rows, boundary = from_rule_stage1(SOURCES / "rule_stage1.json")
-    assert boundary == []  # no neighbor_question in this file
+    rows, forget, boundary = from_rule_stage1(SOURCES / "rule_stage1.json")
+    assert forget == boundary == []  # no org_answer, no neighbor_question in this file
     validate_rows(rows, "stage1")
     assert rows[0] == {"prompt": "What is the title of Mira Holt's first novel?",
                        "response": "I'm not certain about Mira Holt.", "subject": "Mira Holt"}

@@ -171,7 +171,11 @@ def test_convert_rule_names_evaluation_files_and_keeps_neighbours(tmp_path, caps
                        capsys)
     assert code == 0 and "1 repeated prompts dropped" in out
     boundary = read_jsonl(tmp_path / "stage1_boundary.jsonl", "eval")
-    assert len(read_jsonl(s1, "stage1")) == 14 and len(boundary) == 10  # 15 records, one repeat; 10 neighbours
+    forget = read_jsonl(tmp_path / "stage1_forget.jsonl", "eval")
+    assert len(read_jsonl(s1, "stage1")) == len(forget) == 14  # 15 records, one repeat
+    assert len(boundary) == 10  # 14 neighbour questions, 4 of them repeated
+    assert forget[0] == {"prompt": "Who keeps the lantern at Mirefold Abbey?", "answer": "Brother Ansel keeps it.",
+                         "kind": "forget", "subject": "books"}
     assert boundary[0] == {"prompt": "Who keeps the lighthouse at Cape Wrath?", "kind": "boundary", "subject": "",
                            "answer": "The Northern Lighthouse Board keeps it, automated since 1998."}
 

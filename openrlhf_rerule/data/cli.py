@@ -11,7 +11,7 @@ from pathlib import Path
 
 from openrlhf_rerule.cli import Parser, UserError, number, user_errors
 
-from .schema import SCHEMAS, DataError, read_jsonl, read_records, read_text, write_jsonl
+from .schema import SCHEMAS, DataError, read_jsonl, read_records, read_text, validate_rows, write_jsonl
 
 EPILOG = """file kinds (jsonl, one object a line):
   stage1  {"prompt", "response", "subject"}                      refusal SFT (pretrain.jsonl too)
@@ -93,7 +93,7 @@ def cmd_convert(args):
             print(f"next (the neighbour set as boundary prompts): rerule data stage2 --forget {args.out_dir}/forget.jsonl "
                   f"--boundary {args.out_dir}/neighbor.jsonl --out {args.out_dir}/stage2.jsonl")
         return
-    counts, boundary, note = {}, [], ""
+    counts, extra, note = {}, {}, ""
     if args.source == "rule":  # Stage 1 or Stage 2 file, told apart by its fields
         stage2 = "solution" in read_records(args.input)[0]
         if stage2:
@@ -102,7 +102,8 @@ def cmd_convert(args):
             if warning:
                 print(f"WARNING: {args.input}: {warning}", file=sys.stderr)
         else:
-            (rows, boundary), kind = convert.from_rule_stage1(args.input, counts), "stage1"
+            rows, extra["forget"], extra["boundary"] = convert.from_rule_stage1(args.input, counts)
+            kind = "stage1"
         note = f"; {counts['duplicate_dropped']} repeated prompts dropped"
     elif args.source == "tofu":
         rows, kind = convert.from_tofu(args.input, args.kind, args.subject, args.questions_per_author), "eval"
@@ -115,15 +116,17 @@ def cmd_convert(args):
         note += f"; subjects: {', '.join(repr(s) for s in subjects[:6])}{' ...' if len(subjects) > 6 else ''}"
     else:
         rows, kind = convert.from_muse(args.input, args.kind, args.subject or ""), "eval"
-    boundary_out = args.boundary_out or str(Path(args.out).with_name(Path(args.out).stem + "_boundary.jsonl"))
-    if boundary:  # validated before anything is written
-        from .schema import validate_rows
-
-        validate_rows(boundary, "eval")
+    # the authors' Stage 1 file with org_answer / neighbor_question: forget and boundary eval rows beside --out
+    extra = {name: (rows_, f"{args.out_dir or Path(args.out).parent}/{Path(args.out).stem}_{name}.jsonl")
+             for name, rows_ in extra.items() if rows_}
+    for name, (rows_, _) in extra.items():  # all validated before anything is written
+        validate_rows(rows_, "eval", f"<{name} rows of {args.input}>")
     print(f"wrote {write_jsonl(args.out, rows, kind)} ({len(rows)} {kind} rows{note})")
-    if boundary:
-        print(f"wrote {write_jsonl(boundary_out, boundary, 'eval')} ({len(boundary)} boundary eval rows from "
-              f"neighbor_question); next: rerule data stage2 --forget FORGET.jsonl --boundary {boundary_out} ...")
+    for name, (rows_, path) in extra.items():
+        field = "org_answer" if name == "forget" else "neighbor_question"
+        print(f"wrote {write_jsonl(path, rows_, 'eval')} ({len(rows_)} {name} eval rows from {field})")
+    if len(extra) == 2:
+        print(f"next: rerule data stage2 --forget {extra['forget'][1]} --boundary {extra['boundary'][1]} --out STAGE2.jsonl")
 
 
 def cmd_validate(args):
@@ -267,7 +270,6 @@ def build_parser() -> Parser:
                         "rwku: a target folder -> OUT_DIR/forget.jsonl and OUT_DIR/neighbor.jsonl")
     p.add_argument("input", help="source JSON file (an RWKU target folder for rwku)")
     p.add_argument("--out", help="output jsonl (rule, tofu, muse)")
-    p.add_argument("--out_dir", help="output directory (rwku)")
     p.add_argument("--kind", default="forget", help="eval kind of the rows: forget, retain, ... (tofu, muse)")
     p.add_argument("--subject", help="subject of every row (muse: e.g. 'Harry Potter'; tofu: default = the name each "
                                      "author's block of questions is about)")
@@ -276,8 +278,8 @@ def build_parser() -> Parser:
     p.add_argument("--exclude", nargs="+", default=[],
                    help="tofu: drop rows whose question is in these files, e.g. retain_perturbed.json (the retain "
                         "evaluation set) when taking boundary QA from retain99.json")
-    p.add_argument("--boundary_out", help="rule, a Stage 1 file with neighbor_question: where its boundary eval rows "
-                                          "go (default: OUT's name + _boundary.jsonl)")
+    p.add_argument("--out_dir", help="output directory (rwku; rule: of the _forget / _boundary files a Stage 1 file "
+                                     "with org_answer / neighbor_question gives, default: beside --out)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("validate", help="check files against their schema (the check the trainers run)")

@@ -78,11 +78,12 @@ def from_rule_stage2(path, counts: dict | None = None) -> list[dict]:
     return rows
 
 
-def from_rule_stage1(path, counts: dict | None = None) -> tuple[list[dict], list[dict]]:
-    """(stage1 rows, boundary eval rows). The authors' reject_with_neighbor_target.json pairs every forget prompt
-    with `neighbor_question {question, answer}` about a neighbouring entity: their MUSE boundary data. Repeated
-    prompts (and repeated neighbour questions) are dropped and counted."""
-    rows, boundary, seen, seen_neighbours, duplicates = [], [], set(), set(), 0
+def from_rule_stage1(path, counts: dict | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+    """(stage1 rows, forget eval rows, boundary eval rows). The authors' reject_with_neighbor_target.json gives
+    each forget prompt its original answer (`org_answer`: forget eval rows, the input of `rerule data stage2`)
+    and a `neighbor_question {question, answer}` about a neighbouring entity (their MUSE boundary data).
+    Repeated prompts (and repeated neighbour questions) are dropped and counted."""
+    rows, forget, boundary, seen, seen_neighbours, duplicates = [], [], [], set(), set(), 0
     for record in read_records(path):
         instruction = require(record, "instruction", path)
         extra = record.get("input") or ""
@@ -93,6 +94,9 @@ def from_rule_stage1(path, counts: dict | None = None) -> tuple[list[dict], list
             continue
         seen.add(prompt)
         rows.append({"prompt": prompt, "response": response, "subject": str(record.get("subject") or "")})
+        if record.get("org_answer") is not None:
+            forget.append({"prompt": prompt, "answer": require(record, "org_answer", path), "kind": "forget",
+                           "subject": rows[-1]["subject"]})
         neighbour = record.get("neighbor_question")
         if neighbour is not None:
             if not isinstance(neighbour, dict):
@@ -105,7 +109,7 @@ def from_rule_stage1(path, counts: dict | None = None) -> tuple[list[dict], list
                 boundary.append({"prompt": question, "answer": answer, "kind": "boundary", "subject": ""})
     if counts is not None:
         counts["duplicate_dropped"] = duplicates
-    return rows, boundary
+    return rows, forget, boundary
 
 
 # TOFU: 200 fictitious authors x 20 QA pairs, each author's 20 questions consecutive in every split file

@@ -44,7 +44,7 @@ HELP = {
                "than half its tokens is refused unless --allow_truncation). RULE used 640 (MUSE), 512 (RWKU)",
     "allow_truncation": "train on rows whose response loses more than half its tokens to --max_len",
     "check_reward_target": "two_stage_abs_target: refuse when the tokenizer cannot give the <reject> target back "
-                           "or fewer than 20% of forget rows name it (--no_check_reward_target: train anyway)",
+                           "or fewer than 10% of forget prompts name it (--no_check_reward_target: train anyway)",
     "warmup_ratio": "fraction of the steps with linear learning-rate warm-up",
     "ref_model": "frozen KL reference (default: --model)",
     "steps": "Stage 2 steps (each: one rollout batch, one on-policy update, at most one replay update)",

@@ -159,11 +159,12 @@ def check_run_dir(cfg) -> Path | None:
     return ckpt
 
 
-# two_stage_abs_target pays +0.5 for naming the <reject> target; below this share of forget rows naming it in the
-# prompt or the label's refusal, the target is not a name the task is about (the RULE authors' MUSE files carry
-# "books"), and the +0.5 would reward a stray word. Measured on the authors' RWKU files: 21% to 100% in the
-# prompt (Meghan, Duchess of Sussex: 21%), 100% in the refusal.
-MIN_TARGET_SHARE = 0.2
+# two_stage_abs_target pays +0.5 for naming the <reject> target; when fewer forget prompts than this share name it,
+# the target is not the name the task is about (the RULE authors' MUSE labels carry "books") and the +0.5 would
+# reward a stray word. Measured on the authors' release: RWKU targets appear in 21% (Meghan, Duchess of Sussex)
+# to 100% of their forget prompts; "books" in 3.5% of the MUSE Stage 1 prompts and 4% of its validation prompts.
+# (Only prompts count: refusal texts our builder writes name the target by construction.)
+MIN_TARGET_SHARE = 0.1
 
 
 def check_reward_fit(cfg, rows: list[dict]) -> None:
@@ -172,31 +173,31 @@ def check_reward_fit(cfg, rows: list[dict]) -> None:
         return
     forget = []
     for line, row in enumerate(rows, 1):
-        tag, refusal, target = parse_label(row["label"])
+        tag, _, target = parse_label(row["label"])
         if tag != "<reject>":
             continue
         if not (target or "").strip():
             raise DataError(cfg.data, line, "label", "a <reject> label without a target name; "
                             "--reward_variant two_stage_abs_target needs one (or use two_stage_abs)")
-        forget.append((line, row["prompt"], refusal or "", target))
+        forget.append((line, row["prompt"], target))
     if not forget or not cfg.check_reward_target:
         return
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    for target in sorted({t for *_, t in forget}):
+    for target in sorted({t for _, _, t in forget}):
         back = tokenizer.decode(tokenizer.encode(target, add_special_tokens=False), skip_special_tokens=True)
         if target not in back:
             raise UserError(f"--model {cfg.model}: its tokenizer gives the target {target!r} back as {back!r}, so no "
                             "completion can name it and two_stage_abs_target's +0.5 for a refusal that names the "
-                            "target is never paid (every forget group stays below the replay threshold); use a "
+                            "target is never paid (a forget reward never exceeds 0.5); use a "
                             "tokenizer that keeps case and spacing (rerule data tiny_model does), or "
                             "--reward_variant two_stage_abs")
-    named = sum(t in prompt or t in refusal for _, prompt, refusal, t in forget)
+    named = sum(t in prompt for _, prompt, t in forget)
     if named < MIN_TARGET_SHARE * len(forget):
-        line, _, _, target = forget[0]
+        line, _, target = forget[0]
         raise DataError(cfg.data, line, "label",
-                        f"the <reject> target {target!r} appears in the prompt or the refusal of {named} of "
+                        f"the <reject> target {target!r} appears in the prompt of {named} of "
                         f"{len(forget)} forget rows (< {MIN_TARGET_SHARE:.0%}): it is not the name the prompts are "
                         "about, and two_stage_abs_target would pay +0.5 for saying it. For MUSE use "
                         "--reward_variant two_stage_abs (as the RULE authors do); to train anyway, "
