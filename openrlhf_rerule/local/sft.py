@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from openrlhf_rerule.cli import UserError
+from openrlhf_rerule.cli_convention import UserError
 
 from .checkpoint import load_state, rng_state, save_checkpoint, set_rng_state
 from .config import Stage1Config, config_to_dict
