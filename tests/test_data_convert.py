@@ -38,7 +38,8 @@ def test_tofu_json_lines_keep_the_perturbed_fields_and_extract_the_author():
     assert rows[0]["perturbed_answer"] == ["Basil Mahfouz Al-Kuwaiti was born in Cairo, Egypt.",
                                            "Basil Mahfouz Al-Kuwaiti was born in Amman, Jordan."]
     assert rows[0]["paraphrased_answer"] == "The author Basil Mahfouz Al-Kuwaiti was born in Kuwait City."
-    assert from_tofu(SOURCES / "tofu_forget01_perturbed.json", kind="retain", subject="X", questions_per_author=1)[2]["subject"] == "X"
+    rows = from_tofu(SOURCES / "tofu_forget01_perturbed.json", kind="retain", subject="X", questions_per_author=1)
+    assert rows[2]["subject"] == "X"
 
 
 def test_author_name_skips_question_words():

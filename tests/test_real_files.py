@@ -103,7 +103,8 @@ def test_tofu_forget_quality_refuses_a_retain_run_of_other_items(tmp_path, capsy
     assert run_info["items"] == 40 and run_info["questions_checked"] and run_info["path"] == str(right)
     from openrlhf_rerule.eval.report import retain_cell
 
-    assert retain_cell({"retain_run": str(right), "forget_quality_n": 40}) == f"{tmp_path.name}/eval_log_forget.json (40 items)"
+    cell = retain_cell({"retain_run": str(right), "forget_quality_n": 40})
+    assert cell == f"{tmp_path.name}/eval_log_forget.json (40 items)"
 
 
 def test_tofu_subjects_are_the_two_authors(tmp_path, capsys):

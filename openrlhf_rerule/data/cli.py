@@ -206,12 +206,11 @@ def cmd_convert(args):
         return
     note = ""
     if args.source == "tofu":
-        rows, kind = convert.from_tofu(args.input, args.kind, args.subject, args.questions_per_author), "eval"
-        if args.exclude:  # whole authors' blocks stay intact: the subjects were found before
-            evaluated = {r["question"].strip() for path in args.exclude for r in read_records(path) if "question" in r}
-            kept = [r for r in rows if r["prompt"].strip() not in evaluated]
-            note = f"; {len(rows) - len(kept)} rows dropped as questions of {', '.join(args.exclude)}"
-            rows = kept
+        counts = {}
+        rows = convert.from_tofu(args.input, args.kind, args.subject, args.questions_per_author, args.exclude, counts)
+        kind = "eval"
+        if args.exclude:
+            note = f"; {counts['excluded']} rows dropped as questions of {', '.join(args.exclude)}"
         subjects = list(dict.fromkeys(r["subject"] for r in rows))
         note += f"; subjects: {', '.join(repr(s) for s in subjects[:6])}{' ...' if len(subjects) > 6 else ''}"
     elif args.source == "muse_raw":

@@ -136,8 +136,10 @@ def author_name(texts: list[str]) -> str:
     return max(sorted(candidates), key=lambda c: (sum(c in t for t in texts), len(c.split())))
 
 
-def from_tofu(path, kind: str, subject: str | None = None,
-              questions_per_author: int = TOFU_QUESTIONS_PER_AUTHOR) -> list[dict]:
+def from_tofu(path, kind: str, subject: str | None = None, questions_per_author: int = TOFU_QUESTIONS_PER_AUTHOR,
+              exclude=(), counts: dict | None = None) -> list[dict]:
+    """Eval rows; `exclude`: files whose questions are dropped (after the authors' names were found, so that
+    blocks stay whole), e.g. retain_perturbed.json when retain99.json gives boundary QA; counted in `counts`."""
     records = read_records(path)
     if subject is None and len(records) % questions_per_author:
         raise DataError(path, records[-1]["__line__"], "(file)",
@@ -154,7 +156,11 @@ def from_tofu(path, kind: str, subject: str | None = None,
                 if extra in record:
                     row[extra] = record[extra]
             rows.append(row)
-    return rows
+    evaluated = {r["question"].strip() for p in exclude for r in read_records(p) if "question" in r}
+    kept = [r for r in rows if r["prompt"].strip() not in evaluated]
+    if counts is not None:
+        counts["excluded"] = len(rows) - len(kept)
+    return kept
 
 
 def from_muse(path, kind: str, subject: str = "") -> list[dict]:

@@ -84,9 +84,10 @@ def evaluate_tofu(lm: LoadedModel, data_dir, split: str = "forget01", max_new_to
                   system_prompt: str | None = None) -> tuple[dict, list]:
     """Returns (summary, items). `retain_run`: `load_retain_run`'s result (the retain model's per-item forget
     truth ratios, checked against this split) to compute Forget Quality; when it covers the first k items only
-    (a TOFU log capped at ds_size 300 for forget10), the unlearned model's first k items are compared, as TOFU does. The prompt is the question in the model's
-    chat template (with `system_prompt` if given), or `prompt_template.format(question)` when given or when
-    the tokenizer has no template, e.g. TOFU's Llama-2 format "[INST] {} [/INST]"."""
+    (a TOFU log capped at ds_size 300 for forget10), the unlearned model's first k items are compared, as TOFU
+    does. The prompt is the question in the model's chat template (with `system_prompt` if given), or
+    `prompt_template.format(question)` when given or when the tokenizer has no template, e.g. TOFU's Llama-2
+    format "[INST] {} [/INST]"."""
     data = load_tofu(data_dir, split)
     tok = lm.tokenizer
     templated = prompt_template is None and bool(getattr(tok, "chat_template", None))
