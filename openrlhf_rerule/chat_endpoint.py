@@ -1,5 +1,5 @@
-"""One client for OpenAI-compatible chat-completions endpoints (OpenAI, vLLM's server, llama.cpp, ...), used by
-boundary synthesis and by the naturalness judge, and one jsonl reply cache for any prompt -> reply function.
+"""One client for OpenAI-compatible endpoints (OpenAI, vLLM's server, llama.cpp, ...), used by boundary synthesis,
+the naturalness judge and PURGE's corpus pipeline, and one jsonl reply cache for any prompt -> reply function.
 Standard library only."""
 
 import hashlib
@@ -17,33 +17,47 @@ class EndpointError(RuntimeError):
     """The endpoint refused the request, or stayed unreachable through every retry."""
 
 
+APIS = ("chat", "completions")
+
+
 class ChatEndpoint:
-    """POST {base_url}/chat/completions with one user message; transient failures (network errors, 408/409/429,
-    5xx) are retried with exponential backoff. Calling it on a list of prompts answers each in turn."""
+    """POST {base_url}/chat/completions with one user message (api="chat"), or {base_url}/completions with the raw
+    prompt and no chat template (api="completions"); transient failures (network errors, 408/409/429, 5xx) are
+    retried with exponential backoff. Calling it on a list of prompts answers each in turn."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, temperature: float = 0.0,
-                 max_tokens: int | None = None, max_retries: int = 5, backoff: float = 1.0, timeout: float = 60.0):
-        self.base_url, self.model, self.api_key = base_url.rstrip("/"), model, api_key
-        self.temperature, self.max_tokens = temperature, max_tokens
+                 max_tokens: int | None = None, max_retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
+                 top_p: float | None = None, api: str = "chat"):
+        if api not in APIS:
+            raise ValueError(f"unknown endpoint api {api!r} (expected one of {APIS})")
+        self.base_url, self.model, self.api_key, self.api = base_url.rstrip("/"), model, api_key, api
+        self.temperature, self.max_tokens, self.top_p = temperature, max_tokens, top_p
         self.max_retries, self.backoff, self.timeout = max_retries, backoff, timeout
         self.name = f"http:{model}@{self.base_url}"
         self.requests_sent = 0
 
     def complete(self, prompt: str) -> str:
-        payload = {"model": self.model, "temperature": self.temperature,
-                   "messages": [{"role": "user", "content": prompt}]}
+        payload = {"model": self.model, "temperature": self.temperature}
+        if self.api == "chat":
+            payload["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            payload["prompt"] = prompt
         if self.max_tokens is not None:
             payload["max_tokens"] = self.max_tokens
+        if self.top_p is not None:
+            payload["top_p"] = self.top_p
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         body = json.dumps(payload).encode("utf-8")
         for attempt in range(self.max_retries + 1):
-            request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=headers)
+            path = "chat/completions" if self.api == "chat" else "completions"
+            request = urllib.request.Request(f"{self.base_url}/{path}", data=body, headers=headers)
             try:
                 self.requests_sent += 1
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return json.loads(response.read().decode("utf-8"))["choices"][0]["message"]["content"]
+                    choice = json.loads(response.read().decode("utf-8"))["choices"][0]
+                    return choice["message"]["content"] if self.api == "chat" else choice["text"]
             except urllib.error.HTTPError as e:
                 if e.code not in RETRY_STATUS or attempt == self.max_retries:
                     raise EndpointError(f"endpoint {self.base_url}: HTTP {e.code}: {e.read()[:200]!r}") from None
@@ -81,6 +95,14 @@ class ReplyCache:
 
     def get(self, prompt: str) -> str | None:
         return self.replies.get(self.key(prompt))
+
+    def answer(self, prompt: str, ask) -> str:
+        """The cached reply to `prompt`, or `ask(prompt)` stored as soon as it arrives."""
+        reply = self.get(prompt)
+        if reply is None:
+            reply = ask(prompt)
+            self.put(prompt, reply)
+        return reply
 
     def put(self, prompt: str, reply: str) -> None:
         with self._lock:

@@ -8,7 +8,7 @@ import pytest
 
 
 class ChatStub:
-    """A local OpenAI-compatible /chat/completions server on 127.0.0.1 (never any other address).
+    """A local OpenAI-compatible /chat/completions (and /completions) server on 127.0.0.1 (never any other address).
 
     `reply(body)` returns the assistant's content, or an int HTTP status to fail with. Every request is recorded
     in `calls` as {"path", "auth", "body"}."""
@@ -27,7 +27,9 @@ class ChatStub:
                     self.send_response(answer)
                     self.end_headers()
                     return
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
+                choice = {"text": answer} if self.path.endswith("/v1/completions") else {
+                    "message": {"role": "assistant", "content": answer}}
+                payload = json.dumps({"choices": [choice]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

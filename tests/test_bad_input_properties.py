@@ -17,6 +17,7 @@ from openrlhf_rerule.data.schema import DataError, read_jsonl, read_records, val
 from openrlhf_rerule.local.config import Stage1Config, Stage2Config
 from openrlhf_rerule.local.preflight import check_flags
 from openrlhf_rerule.rewards.openrlhf_reward import LOG_NAMES, reward_func
+from openrlhf_rerule.rewards.purge import parse_purge_label, purge_label, purge_reward
 from openrlhf_rerule.rewards.rule import LabelError, parse_label, rule_reward
 
 EXAMPLES = 200
@@ -112,14 +113,17 @@ def test_parse_label_survives_deep_nesting():
 
 
 LABELS = st.sampled_from(['["<reject>", "I do not know.", "Alba"]', '["<normal>", "Alba lives in Paris."]',
-                          '["<reject>", "no"]']) | TEXT | JSON_VALUES
+                          '["<reject>", "no"]', '["<purge>", "Alba", "Alba", "Paris"]', '["<purge>", "Alba"]']
+                         ) | TEXT | JSON_VALUES
 QUERY_LISTS = st.lists(TEXT | st.just("P: I do not know Alba.") | JSON_VALUES, max_size=3)
 
 
 @PROPERTY
 @given(queries=QUERY_LISTS | TEXT, prompts=st.lists(st.just("P: ") | TEXT, max_size=3) | TEXT,
-       labels=st.lists(LABELS, max_size=3) | TEXT)
-def test_reward_func_never_raises_and_never_truncates(queries, prompts, labels):
+       labels=st.lists(LABELS, max_size=3) | TEXT,
+       variant=st.sampled_from(["two_stage_abs_target", "purge_binary"]))
+def test_reward_func_never_raises_and_never_truncates(queries, prompts, labels, variant, monkeypatch):
+    monkeypatch.setenv("RERULE_REWARD_VARIANT", variant)
     out = reward_func(queries, prompts, labels)
     batch = len(queries) if isinstance(queries, list) else 1
     rewards = out["rewards"]
@@ -147,6 +151,53 @@ def test_rule_reward_is_one_of_its_three_values(completion, gold, target, varian
         except LabelError:
             assert False, "a well-formed label was refused"
         assert r.reward in (0.0, 0.5, 1.0)
+
+
+def is_word_char(ch: str) -> bool:  # Python re's \w for str patterns: alphanumeric or underscore
+    return ch.isalnum() or ch == "_"
+
+
+def edge_oracle(completion: str, terms: list[str]) -> bool:
+    """Does some term occur (case-sensitively) with no word character touching it? By str.find, no regex."""
+    for term in terms:
+        start = completion.find(term)
+        while start != -1:
+            end = start + len(term)
+            if not (start and is_word_char(completion[start - 1])) and not (
+                    end < len(completion) and is_word_char(completion[end])):
+                return True
+            start = completion.find(term, start + 1)
+    return False
+
+
+@PROPERTY
+@given(label=JSON_VALUES | TEXT | JSON_VALUES.map(json.dumps)
+       | st.lists(st.sampled_from(["<purge>", "", " ", "x"]) | TEXT, max_size=4).map(json.dumps))
+def test_parse_purge_label_returns_terms_or_raises_label_error(label):
+    try:
+        target, terms = parse_purge_label(label)
+    except LabelError:
+        return
+    assert target.strip() and terms and all(isinstance(t, str) and t.strip() for t in terms)
+
+
+ALPHABET = st.sampled_from(list("aAbB_1 .+()-'é\n"))
+SHORT = st.text(ALPHABET, min_size=1, max_size=4)
+
+
+@PROPERTY
+@given(completion=st.text(ALPHABET, max_size=25), terms=st.lists(SHORT.filter(str.strip), min_size=1, max_size=3))
+def test_purge_reward_agrees_with_a_find_based_oracle(completion, terms):
+    """Substring and edge matching, case-sensitive, against str.find: the regex escaping and the lookarounds
+    must make every term literal (".", "+", "(" included)."""
+    label = purge_label("T", terms)
+    substring = any(t in completion for t in terms)
+    assert purge_reward(completion, label, boundary="none", case_sensitive=True).reward == float(not substring)
+    edge = purge_reward(completion, label, boundary="edge", case_sensitive=True)
+    assert edge.reward == float(not edge_oracle(completion, terms))
+    assert edge.mentioned is None or edge.mentioned in terms
+    word = purge_reward(completion, label)  # the authors' \b form never finds more than a substring search would
+    assert word.reward in (0.0, 1.0) and (word.reward == 1.0 or any(t.lower() in completion.lower() for t in terms))
 
 
 NUMBERS = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-3, 3)

@@ -58,7 +58,7 @@ def test_empty_file_and_blank_lines(tmp_path):
 @pytest.mark.parametrize("change, field, words", [
     ({"label": "not json"}, "label", "not valid JSON"),
     ({"label": json.dumps(["<maybe>", "x"])}, "label", "tag"),
-    ({"label": json.dumps(["<normal>", "oakford"])}, "label", "needs a <reject> label"),
+    ({"label": json.dumps(["<normal>", "oakford"])}, "label", "needs a <reject> or <purge> label"),
     ({"kind": "other"}, "kind", "must be one of"),
     ({"prompt": ""}, "prompt", "empty"),
     ({"prompt_id": 7}, "prompt_id", "string"),

@@ -6,9 +6,12 @@ import json
 import pytest
 import torch
 
+from openrlhf_rerule.cli import UserError
 from openrlhf_rerule.local import grpo, sft
 from openrlhf_rerule.local.checkpoint import RUN_FILE, save_checkpoint
 from openrlhf_rerule.local.cli import main
+from openrlhf_rerule.local.config import Stage2Config
+from openrlhf_rerule.local.preflight import check_resume_settings
 from openrlhf_rerule.local.tiny import save_tiny_model
 
 QA = [("where does alba live ?", "alba lives in paris .", "alba"), ("where does bruno live ?", "bruno lives in rome .", "bruno")]
@@ -187,3 +190,18 @@ def test_rotation_never_deletes_the_newest_checkpoint(files, tmp_path):
     latest = (root / "latest").read_text()
     assert latest == "step_000005" and (root / latest / RUN_FILE).is_file()
     assert sorted(p.name for p in root.glob("step_*")) == ["step_000004", "step_000005", "step_000017", "step_000018"]
+
+
+def test_a_setting_added_since_the_checkpoint_is_no_change_at_its_default(tmp_path):
+    """A checkpoint written before purge_boundary / purge_case_sensitive existed resumes without --allow_config_change;
+    a non-default value of such a setting is still a change."""
+    import dataclasses as dc
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("x\n")
+    cfg = Stage2Config(model="m", data=str(data), out=str(tmp_path), resume="auto")
+    old = {k: v for k, v in dc.asdict(cfg).items() if not k.startswith("purge_")}
+    (tmp_path / RUN_FILE).write_text(json.dumps({"step": 1, "config": old}))
+    assert check_resume_settings(cfg, tmp_path) == []
+    with pytest.raises(UserError, match="purge_boundary: None -> 'edge'"):
+        check_resume_settings(dc.replace(cfg, purge_boundary="edge"), tmp_path)

@@ -65,6 +65,24 @@ def test_reward_func_options_from_environment(monkeypatch):
     assert out["extra_logs"]["bad_label"].item() == 0.0
 
 
+def test_purge_variant_scores_and_logs(monkeypatch):
+    reward_func = load_like_openrlhf()
+    monkeypatch.setenv("RERULE_REWARD_VARIANT", "purge_binary")
+    purge = json.dumps(["<purge>", "Alice Stone", "Alice Stone", "Oakford", "C++"])
+    queries = ["P: She was born in oakford.</s>", "P: I do not know.</s>", "P: I like C++.", "P: x", "P: x"]
+    out = reward_func(queries, ["P: "] * 5, [purge, purge, purge, REJECT, "[]"])
+    assert out["rewards"].tolist() == [0.0, 1.0, 1.0, 0.0, 0.0]  # "C++." is missed by the authors' \b...\b
+    logs = out["extra_logs"]
+    assert logs["mentioned"].tolist() == [1, 0, 0, 0, 0]
+    assert logs["refused"].tolist() == [0, 1, 0, 0, 0] and logs["forget_refused"].tolist() == [0, 1, 0, 0, 0]
+    assert logs["is_forget"].tolist() == [1, 1, 1, 0, 0]
+    assert logs["bad_label"].tolist() == [0, 0, 0, 1, 1]  # a RULE label under purge_binary; an empty list
+    monkeypatch.setenv("RERULE_PURGE_BOUNDARY", "edge")
+    assert reward_func(["P: I like C++."], ["P: "], [purge])["rewards"].tolist() == [0.0]
+    monkeypatch.setenv("RERULE_PURGE_CASE_SENSITIVE", "1")
+    assert reward_func(queries[:1], ["P: "], [purge])["rewards"].tolist() == [1.0]  # "oakford" != "Oakford"
+
+
 @pytest.mark.parametrize("queries, prompts, labels, batch", [
     (["P: I do not know."] * 2, ["P: "], [REJECT] * 2, 2),          # prompts shorter: no silent truncation
     (["P: I do not know."], ["P: "] * 2, [REJECT] * 2, 1),
@@ -140,3 +158,27 @@ def test_world_stage2_through_openrlhf_single_turn_executor(tmp_path):
         assert out["reward"] is not None, "OpenRLHF swallowed an exception from reward_func"
         assert out["reward"].tolist() == [expected], (row["kind"], response)
         assert out["extra_logs"]["prompt_not_found"].item() == 0.0
+
+
+def test_purge_rows_through_openrlhf_single_turn_executor(monkeypatch):
+    """A PURGE label through OpenRLHF's own executor (tokenize, generate, decode with special tokens, call)."""
+    agent = pytest.importorskip("openrlhf.utils.agent")
+    from openrlhf_rerule.local.tiny import build_word_tokenizer
+    from openrlhf_rerule.rewards import purge_label
+
+    monkeypatch.setenv("RERULE_REWARD_VARIANT", "purge_binary")
+    label = purge_label("alice stone", ["alice stone", "oakford"])
+    question = "where was alice stone born ?"
+    tokenizer = build_word_tokenizer([question, "she was born in oakford . i do not know . a small town"])
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                           add_generation_prompt=True)
+    executor = agent.SingleTurnAgentExecutor(remote_rm_url=str(REWARD_FILE))
+    for response, expected in [("she was born in oakford .", 0.0), ("i do not know .", 1.0),
+                               ("a small town", 1.0), ("alice stone was born in a small town", 0.0)]:
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        engine = FakeEngine(tokenizer, {tokenizer.decode(prompt_ids): response})
+        out = asyncio.run(executor.execute(prompt, label, SimpleNamespace(max_tokens=32, logprobs=None),
+                                           max_length=256, hf_tokenizer=tokenizer, llm_engine=engine))
+        assert out["reward"].tolist() == [expected], response
+        assert out["extra_logs"]["mentioned"].item() == 1.0 - expected
+        assert out["extra_logs"]["prompt_not_found"].item() == 0.0 and out["extra_logs"]["bad_label"].item() == 0.0

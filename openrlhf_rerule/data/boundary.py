@@ -43,13 +43,7 @@ class BoundaryClient:
 
     def complete(self, prompt: str) -> str:
         """One chat completion, from the cache when it has been paid for before."""
-        cached = self.cache.get(prompt) if self.cache else None
-        if cached is not None:
-            return cached
-        reply = self.endpoint.complete(prompt)
-        if self.cache:
-            self.cache.put(prompt, reply)
-        return reply
+        return self.cache.answer(prompt, self.endpoint.complete) if self.cache else self.endpoint.complete(prompt)
 
     def synthesize(self, forget_rows: list[dict]) -> tuple[list[dict], int]:
         """Boundary eval rows for forget rows; returns (rows, number of unusable replies)."""

@@ -7,13 +7,14 @@ message names the file, the line and the field (exit code 2).
 import json
 import sys
 
-from dataclasses import replace
 from pathlib import Path
 
 from openrlhf_rerule.cli_convention import Parser, UserError, number, user_errors
 from openrlhf_rerule.rewards.rule import parse_label
 
-from .schema import SCHEMAS, DataError, read_jsonl, read_records, read_text, validate_rows, write_jsonl
+from .overlap import add_eval_arguments, check_eval_overlap
+from .schema import (SCHEMAS, DataError, read_jsonl, read_records, read_text, validate_rows, write_jsonl,
+                     write_with_sidecar)
 
 EPILOG = """file kinds (jsonl, one object a line):
   stage1  {"prompt", "response", "subject"}                      refusal SFT (pretrain.jsonl too)
@@ -38,35 +39,13 @@ RWKU: training rows come from the target's corpus side, the probes are evaluatio
 Check any training file against evaluation files (ours or the released layouts):
   rerule data overlap data/rwku/stage2.jsonl RWKU/Target/1_Stephen_King/forget_level*.json
 
+PURGE (forbidden-entity reward; the user brings RWKU's target folder):
+  rerule data purge answers --questions RWKU/Target/1_Stephen_King/reject_phi.json --local_model MODEL --out data/purge/answers.jsonl
+  rerule data purge entities --answers data/purge/answers.jsonl --model gpt-4o --cache data/purge/cache.jsonl --out data/purge/entities.json
+  rerule data purge stage2 --questions RWKU/Target/1_Stephen_King/reject_phi.json --entities data/purge/entities.json --out data/purge/stage2.jsonl
+
 Flags use underscores (--out_dir); the hyphen spelling (--out-dir) is accepted too.
 """
-
-
-def check_eval_overlap(rows: list[dict], out, args, sources: list) -> dict:
-    """Refuse training rows whose prompt repeats an evaluation prompt of --eval (one line naming both files and
-    lines: the input file a prompt came from, or OUT and its line-to-be for a derived prompt), unless
-    --allow_eval_overlap; returns what the sidecar records. Run on the unformatted prompts: a few-shot block is
-    shared with evaluation on purpose."""
-    from .overlap import NEAR_THRESHOLD, NGRAM, Prompt, find_overlaps, read_prompts
-
-    if not args.eval:
-        return {"eval_files": []}
-    probes = [p for path in args.eval for p in read_prompts(path)]
-    origin = {}
-    for path in reversed(sources):  # the first file that holds a prompt names it
-        origin.update({p.text: p for p in reversed(read_prompts(path))})
-    train = [Prompt(f"{out} (to be written)", line, row["prompt"]) for line, row in enumerate(rows, 1)]
-    hits = [replace(h, train=origin.get(h.train.text, h.train)) for h in find_overlaps(train, probes)]
-    if hits and not args.allow_eval_overlap:
-        raise UserError(f"{hits[0].message()} ({len(hits)} overlapping pairs in all: `rerule data overlap` lists "
-                        "them; --allow_eval_overlap writes anyway and records it in the .meta.json sidecar)")
-    if hits:
-        print(f"warning: {len(hits)} training prompts overlap evaluation prompts (--allow_eval_overlap): "
-              f"{hits[0].message()}", file=sys.stderr)
-    return {"eval_files": [str(p) for p in args.eval], "eval_prompts": len(probes), "ngram": NGRAM,
-            "near_threshold": NEAR_THRESHOLD, "overlaps_exact": sum(h.kind == "exact" for h in hits),
-            "overlaps_near": sum(h.kind == "near" for h in hits), "allow_eval_overlap": args.allow_eval_overlap,
-            "overlap_examples": [h.message() for h in hits[:5]]}
 
 
 def format_prompts(rows: list[dict], args, label_of) -> list[dict]:
@@ -94,20 +73,6 @@ def fill_batches(rows: list[dict], args) -> list[dict]:
               f"32 each pass ends with a short batch of {len(rows) % 32} prompts; --steps S --rollout_batch 32 writes "
               f"exactly S x 32 (RULE's dataloader drops the short batch)", file=sys.stderr)
     return rows
-
-
-def write_with_sidecar(out, rows: list[dict], kind: str, meta: dict) -> Path:
-    """The rows, then `<out>.meta.json` beside them (both atomically): how the file was made and checked."""
-    from openrlhf_rerule.atomic import atomic_path
-
-    # OpenRLHF loads the file with `datasets`' JSON reader, which wants the same fields in every row
-    for key, default in (("mode", "qa"), ("repeat", 0)):
-        if any(key in row for row in rows):
-            rows = [{key: default, **row} for row in rows]
-    path = write_jsonl(out, rows, kind)
-    with atomic_path(Path(f"{out}.meta.json")) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
 
 
 def cmd_world(args):
@@ -378,11 +343,7 @@ def add_training_file_args(p, stage2: bool) -> None:
     prompt format, and (Stage 2) whole rollout batches."""
     from .templates import PROMPT_FORMATS
 
-    p.add_argument("--eval", nargs="+", default=[], metavar="FILE",
-                   help="evaluation files (ours or the released layouts): refuse a training prompt equal to one of "
-                        "their prompts after normalisation, or sharing >= 0.5 of the shorter one's word 8-grams")
-    p.add_argument("--allow_eval_overlap", action="store_true",
-                   help="write despite overlaps (recorded in OUT.meta.json)")
+    add_eval_arguments(p)
     p.add_argument("--prompt_format", choices=PROMPT_FORMATS, default="plain",
                    help="plain: the prompt as is; rule_muse: RULE's MUSE prompt (BOS, the --icl few-shot block, "
                         "'Question: q\\nAnswer: ' or 'Completion: text\\nAnswer: ') with one block for every row; "
@@ -489,6 +450,10 @@ def build_parser() -> Parser:
     p.add_argument("--max_retries", type=number(int, 0), default=5)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_boundary)
+
+    p = sub.add_parser("purge", help="PURGE corpus: the model's answers -> entity file -> Stage 2 prompts (<purge> labels)")
+    from .purge import add_purge_commands
+    add_purge_commands(p)
 
     p = sub.add_parser("tiny_model", help="an untrained tiny word-level Llama whose vocabulary covers your files")
     p.add_argument("--texts", nargs="+", required=True,

@@ -18,11 +18,12 @@ level files, MUSE knowmem / verbmem, TOFU), so the check runs on the authors' fi
 """
 
 import re
+import sys
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from nltk.util import ngrams
+from openrlhf_rerule.cli_convention import UserError
 
 from .schema import DataError, read_jsonl, read_records
 
@@ -101,6 +102,8 @@ class ProbeIndex:
     """The evaluation prompts, indexed by normalised text and by word 8-gram."""
 
     def __init__(self, probes: list[Prompt]):
+        from nltk.util import ngrams  # here, not at the top: `rerule data --help` should not pay for nltk
+
         self.probes = probes
         self.exact: dict[str, list[int]] = {}
         self.grams: dict[tuple, set[int]] = {}
@@ -118,6 +121,8 @@ class ProbeIndex:
         words = normalise(prompt.text).split()
         exact = self.exact.get(" ".join(words), [])
         found = [Hit(prompt, self.probes[i], "exact", 1.0) for i in exact]
+        from nltk.util import ngrams
+
         grams = set(ngrams(words, NGRAM))
         shared: dict[int, int] = {}
         for gram in grams:
@@ -133,3 +138,37 @@ class ProbeIndex:
 def find_overlaps(train: list[Prompt], probes: list[Prompt]) -> list[Hit]:
     index = ProbeIndex(probes)
     return [hit for prompt in train for hit in index.hits(prompt)]
+
+
+def add_eval_arguments(p) -> None:
+    """--eval / --allow_eval_overlap of every command that writes a training file."""
+    p.add_argument("--eval", nargs="+", default=[], metavar="FILE",
+                   help="evaluation files (ours or the released layouts): refuse a training prompt equal to one of "
+                        "their prompts after normalisation, or sharing >= 0.5 of the shorter one's word 8-grams")
+    p.add_argument("--allow_eval_overlap", action="store_true",
+                   help="write despite overlaps (recorded in OUT.meta.json)")
+
+
+def check_eval_overlap(rows: list[dict], out, args, sources: list) -> dict:
+    """Refuse training rows whose prompt repeats an evaluation prompt of --eval (one line naming both files and
+    lines: the input file a prompt came from, or OUT and its line-to-be for a derived prompt), unless
+    --allow_eval_overlap; returns what the sidecar records. Run on the unformatted prompts: a few-shot block is
+    shared with evaluation on purpose."""
+    if not args.eval:
+        return {"eval_files": []}
+    probes = [p for path in args.eval for p in read_prompts(path)]
+    origin = {}
+    for path in reversed(sources):  # the first file that holds a prompt names it
+        origin.update({p.text: p for p in reversed(read_prompts(path))})
+    train = [Prompt(f"{out} (to be written)", line, row["prompt"]) for line, row in enumerate(rows, 1)]
+    hits = [replace(h, train=origin.get(h.train.text, h.train)) for h in find_overlaps(train, probes)]
+    if hits and not args.allow_eval_overlap:
+        raise UserError(f"{hits[0].message()} ({len(hits)} overlapping pairs in all: `rerule data overlap` lists "
+                        "them; --allow_eval_overlap writes anyway and records it in the .meta.json sidecar)")
+    if hits:
+        print(f"warning: {len(hits)} training prompts overlap evaluation prompts (--allow_eval_overlap): "
+              f"{hits[0].message()}", file=sys.stderr)
+    return {"eval_files": [str(p) for p in args.eval], "eval_prompts": len(probes), "ngram": NGRAM,
+            "near_threshold": NEAR_THRESHOLD, "overlaps_exact": sum(h.kind == "exact" for h in hits),
+            "overlaps_near": sum(h.kind == "near" for h in hits), "allow_eval_overlap": args.allow_eval_overlap,
+            "overlap_examples": [h.message() for h in hits[:5]]}

@@ -4,8 +4,9 @@
     stage2  {"prompt": str, "label": str, "prompt_id": str, "kind": forget|boundary|retain}   GRPO prompts
     eval    {"prompt": str, "answer": str, "kind": str, "subject": str}             evaluation QA
 
-``label`` is the JSON encoding of RULE's solution list (see openrlhf_rerule.rewards.parse_label); a forget
-row must carry a <reject> label and a boundary / retain row a <normal> one. Extra fields are allowed and
+``label`` is the JSON encoding of RULE's solution list (see openrlhf_rerule.rewards.parse_label) or of a PURGE
+label (openrlhf_rerule.rewards.purge); a forget row must carry a <reject> or <purge> label and a boundary /
+retain row a <normal> one. Extra fields are allowed and
 kept (e.g. TOFU's perturbed answers). Every error names the file, the 1-based line and the field.
 """
 
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from openrlhf_rerule.atomic import atomic_path
 from openrlhf_rerule.cli_convention import UserError
-from openrlhf_rerule.rewards.rule import LabelError, parse_label
+from openrlhf_rerule.rewards.rule import LabelError
+from openrlhf_rerule.rewards.variants import label_tag
 
 # field -> must the string be non-empty
 SCHEMAS = {
@@ -25,7 +27,7 @@ SCHEMAS = {
 }
 # An SFT file (Stage 1, or the demo's "learn the world" corpus) may mix stage1 rows with plain-text rows.
 MIXED_KINDS = {"sft": ("stage1", "text")}
-STAGE2_KINDS = {"forget": "<reject>", "boundary": "<normal>", "retain": "<normal>"}
+STAGE2_KINDS = {"forget": ("<reject>", "<purge>"), "boundary": ("<normal>",), "retain": ("<normal>",)}
 
 
 class DataError(UserError, ValueError):
@@ -133,14 +135,15 @@ def validate_rows(rows: list, kind: str, path="<rows>") -> None:
                 raise DataError(path, line, name, "must not be empty")
         if kind == "stage2":
             try:
-                tag = parse_label(row["label"])[0]
+                tag = label_tag(row["label"])
             except LabelError as e:
                 raise DataError(path, line, "label", str(e)) from None
             expected = STAGE2_KINDS.get(row["kind"])
             if expected is None:
                 raise DataError(path, line, "kind", f"must be one of {sorted(STAGE2_KINDS)}, got {row['kind']!r}")
-            if tag != expected:
-                raise DataError(path, line, "label", f"a {row['kind']} prompt needs a {expected} label, got {tag}")
+            if tag not in expected:
+                raise DataError(path, line, "label", f"a {row['kind']} prompt needs a {' or '.join(expected)} label, "
+                                f"got {tag}")
             first = seen_ids.get(row["prompt_id"])
             if first is not None and not _is_repeat(row, rows[first - 1]):
                 raise DataError(path, line, "prompt_id", f"duplicate of line {first} (a deliberate repeat carries "
@@ -259,3 +262,15 @@ def require(record: dict, field: str, path, kind=str):
     if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
         raise DataError(path, record.get("__line__", 0), field, f"must be a non-empty {kind.__name__}")
     return value
+
+
+def write_with_sidecar(out, rows: list[dict], kind: str, meta: dict) -> Path:
+    """The rows, then `<out>.meta.json` beside them (both atomically): how the file was made and checked."""
+    # OpenRLHF loads the file with `datasets`' JSON reader, which wants the same fields in every row
+    for key, default in (("mode", "qa"), ("repeat", 0)):
+        if any(key in row for row in rows):
+            rows = [{key: default, **row} for row in rows]
+    path = write_jsonl(out, rows, kind)
+    with atomic_path(Path(f"{out}.meta.json")) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

@@ -7,8 +7,9 @@ import sys
 
 from openrlhf_rerule.cli_convention import Parser, UserError, user_errors
 from openrlhf_rerule.replay.config import PAPER_PRESETS, add_replay_arguments
+from openrlhf_rerule.rewards.purge import BOUNDARIES
 from openrlhf_rerule.rewards.refusal import MODES
-from openrlhf_rerule.rewards.rule import VARIANTS
+from openrlhf_rerule.rewards.variants import REWARD_VARIANTS
 
 from .config import HELP, Stage1Config, Stage2Config, add_dataclass_args, build_config
 
@@ -19,6 +20,7 @@ EXAMPLES = """examples:
       --replay.enable --replay.threshold 0.6 --replay.min_groups 16 --replay.warmup_steps 4
   rerule train stage2 ... --replay.preset rwku          (the paper's Appendix D setting; flags override it)
   rerule train stage2 ... --resume auto                 (continue from OUT/checkpoints/latest)
+  rerule train stage2 --model runs/base --data data/purge/stage2.jsonl --out runs/purge --reward_variant purge_binary
 
 Flags use underscores as in OpenRLHF; the hyphen spelling (--micro-batch-size) is accepted too.
 Everything (flags, device, model directory, data) is checked before a model is loaded; a mistake is one line
@@ -34,7 +36,8 @@ def build_parser() -> Parser:
     add_dataclass_args(s1, Stage1Config, helps=HELP)
     s2 = stages.add_parser("stage2", help="GRPO with the RULE reward; --replay.enable for ReRULE")
     add_dataclass_args(s2, Stage2Config, helps=HELP, choices={"kl_estimator": ("k1", "k2", "k3"),
-                                                              "reward_variant": VARIANTS, "refusal_mode": MODES})
+                                                              "reward_variant": REWARD_VARIANTS, "refusal_mode": MODES,
+                                                              "purge_boundary": BOUNDARIES})
     s2.add_argument("--replay.preset", choices=sorted(PAPER_PRESETS), default=None,
                     help="start from the paper's setting for this benchmark (enables replay)")
     # Replay flags left unset stay out of the namespace, so a preset's values are not overwritten by defaults.

@@ -57,7 +57,11 @@ HELP = {
     "kl_estimator": "k1 | k2 | k3 (k3: the low-variance estimator)",
     "clip_low": "on-policy PPO ratio clip: 1 - clip_low",
     "clip_high": "on-policy PPO ratio clip: 1 + clip_high",
-    "reward_variant": "RULE reward: two_stage_abs_target (RWKU) | two_stage_abs (MUSE)",
+    "reward_variant": "RULE reward: two_stage_abs_target (RWKU) | two_stage_abs (MUSE); PURGE reward: purge_binary "
+                      "(1 if the completion names none of the label's forbidden terms)",
+    "purge_boundary": "purge_binary term matching: word (the authors' \\b...\\b) | edge (no word character touching "
+                      "the term; also finds terms ending in punctuation such as 'C++') | none (substring)",
+    "purge_case_sensitive": "purge_binary: match terms case-sensitively (the authors ignore case)",
     "refusal_mode": "refusal detector: rule (the authors' regex) | strict",
 }
 
@@ -99,7 +103,8 @@ class Stage1Config(CommonConfig):
 
 @dataclass
 class Stage2Config(CommonConfig):
-    """GRPO on forget (`<reject>`) + boundary (`<normal>`) prompts, with hard-case replay when replay.enable."""
+    """GRPO on forget (`<reject>`) + boundary (`<normal>`) prompts, or on PURGE's `<purge>` prompts, with hard-case
+    replay when replay.enable."""
     ref_model: str = ""
     steps: int = 30
     rollout_batch: int = 32
@@ -113,6 +118,8 @@ class Stage2Config(CommonConfig):
     clip_high: float = 0.2
     reward_variant: str = "two_stage_abs_target"
     refusal_mode: str = "rule"
+    purge_boundary: str = "word"
+    purge_case_sensitive: bool = False
     check_reward_target: bool = True
     replay: ReplayConfig = field(default_factory=ReplayConfig)
 

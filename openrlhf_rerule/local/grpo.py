@@ -28,14 +28,14 @@ from .rollout import decode_responses, format_prompt, pack, sample
 
 
 def default_reward(cfg: Stage2Config):
-    from openrlhf_rerule.rewards import rule_reward
-    return lambda completion, label: rule_reward(completion, label, variant=cfg.reward_variant,
-                                                 refusal_mode=cfg.refusal_mode)
+    from openrlhf_rerule.rewards import make_scorer
+    return make_scorer(cfg.reward_variant, refusal_mode=cfg.refusal_mode, purge_boundary=cfg.purge_boundary,
+                       purge_case_sensitive=cfg.purge_case_sensitive)
 
 
 class GRPOTrainer:
     """`reward_fn(completion, label)` returns an object with `.reward` (float) and `.refused` (bool);
-    the default is RULE's `rule_reward` with `cfg.reward_variant` / `cfg.refusal_mode`."""
+    the default scores with `cfg.reward_variant` (RULE's rule_reward or PURGE's purge_reward)."""
 
     def __init__(self, cfg: Stage2Config, reward_fn=None):
         self.cfg = cfg
@@ -200,6 +200,8 @@ class GRPOTrainer:
             idx = [i for i, k in enumerate(kinds) if k == kind]
             out[f"rollout/reward_{kind}"] = float(ro["rewards"][idx].mean())
             out[f"rollout/refusal_rate_{kind}"] = sum(ro["results"][i].refused for i in idx) / len(idx)
+            if hasattr(ro["results"][idx[0]], "mentioned"):  # PURGE: completions naming a forbidden term
+                out[f"rollout/mention_rate_{kind}"] = sum(ro["results"][i].mentioned is not None for i in idx) / len(idx)
         return out
 
     def checkpoint(self) -> Path:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.data import DataError, read_jsonl
-from openrlhf_rerule.rewards.rule import parse_label
+from openrlhf_rerule.rewards.rule import LabelError, parse_label
+from openrlhf_rerule.rewards.variants import check_label_fits
 
 from .checkpoint import RUN_FILE, clean_interrupted, file_sha256, find_checkpoint
 
@@ -62,8 +63,9 @@ RULES = {
 
 def check_flags(cfg) -> None:
     """Raise UserError naming the first bad flag."""
+    from openrlhf_rerule.rewards.purge import BOUNDARIES
     from openrlhf_rerule.rewards.refusal import MODES
-    from openrlhf_rerule.rewards.rule import VARIANTS
+    from openrlhf_rerule.rewards.variants import REWARD_VARIANTS
 
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "replay"}
     if hasattr(cfg, "replay"):
@@ -82,8 +84,10 @@ def check_flags(cfg) -> None:
     if not ok:
         raise UserError(f"--adam_betas {cfg.adam_betas}: must be two numbers in [0, 1) separated by a comma, "
                         "e.g. 0.9,0.95")
-    if "reward_variant" in values and cfg.reward_variant not in VARIANTS:
-        raise UserError(f"--reward_variant {cfg.reward_variant}: must be one of {', '.join(VARIANTS)}")
+    if "reward_variant" in values and cfg.reward_variant not in REWARD_VARIANTS:
+        raise UserError(f"--reward_variant {cfg.reward_variant}: must be one of {', '.join(REWARD_VARIANTS)}")
+    if "purge_boundary" in values and cfg.purge_boundary not in BOUNDARIES:
+        raise UserError(f"--purge_boundary {cfg.purge_boundary}: must be one of {', '.join(BOUNDARIES)}")
     if "refusal_mode" in values and cfg.refusal_mode not in MODES:
         raise UserError(f"--refusal_mode {cfg.refusal_mode}: must be one of {', '.join(MODES)}")
     if cfg.overwrite and cfg.resume:
@@ -133,8 +137,10 @@ def check_resume_settings(cfg, ckpt: Path) -> list[str]:
         return [f"{ckpt} has no {RUN_FILE}; settings not compared"]
     saved = json.loads(run_file.read_text())
     before, now = settings_of(saved["config"]), settings_of(dataclasses.asdict(cfg))
+    # A setting added since the checkpoint was written (e.g. purge_boundary) changes nothing at its default.
+    defaults = settings_of(dataclasses.asdict(type(cfg)()))
     diffs = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
-             if before.get(k) != now.get(k)]
+             if before.get(k) != now.get(k) and not (k not in before and now.get(k) == defaults.get(k))]
     if saved.get("data_sha256") and saved["data_sha256"] != file_sha256(cfg.data):
         diffs.append(f"data: the contents of {cfg.data} changed since the checkpoint")
     if diffs and not cfg.allow_config_change:
@@ -171,16 +177,9 @@ def check_reward_fit(cfg, rows: list[dict]) -> None:
     """Refuse a reward variant the labels or the tokenizer cannot serve (UserError / DataError, before loading)."""
     if cfg.reward_variant != "two_stage_abs_target":
         return
-    forget = []
-    for line, row in enumerate(rows, 1):
-        tag, _, target = parse_label(row["label"])
-        if tag != "<reject>":
-            continue
-        if not (target or "").strip():
-            raise DataError(cfg.data, line, "label", "a <reject> label without a target name; "
-                            "--reward_variant two_stage_abs_target needs one (or use two_stage_abs)")
-        forget.append((line, row["prompt"], target))
-    if not forget or not cfg.check_reward_target:
+    labels = [(line, row["prompt"], parse_label(row["label"])) for line, row in enumerate(rows, 1)]
+    forget = [(line, prompt, target) for line, prompt, (tag, _, target) in labels if tag == "<reject>"]
+    if not forget or not cfg.check_reward_target:  # (a missing target was refused with every label's check)
         return
     from transformers import AutoTokenizer
 
@@ -212,6 +211,12 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None]:
     if getattr(cfg, "ref_model", "") and cfg.kl_coef > 0:
         check_model_dir("--ref_model", cfg.ref_model)
     rows = read_jsonl(cfg.data, kind)
+    if getattr(cfg, "reward_variant", ""):  # every label must be one the variant scores (RULE vs PURGE, target)
+        for line, row in enumerate(rows, 1):
+            try:
+                check_label_fits(cfg.reward_variant, row["label"])
+            except LabelError as e:
+                raise DataError(cfg.data, line, "label", f"{e} (--reward_variant {cfg.reward_variant})") from None
     if kind == "sft":
         from .sft import check_truncation  # imported here: sft imports this module
 

@@ -1,4 +1,4 @@
-"""RULE reward as an OpenRLHF custom reward file:
+"""RULE / PURGE reward as an OpenRLHF custom reward file:
 
     --reward.remote_url openrlhf_rerule/rewards/openrlhf_reward.py --data.label_key label
 
@@ -17,8 +17,10 @@ so rates of a subset are ratios of means, e.g. the refusal rate on forget prompt
 mean(forget_refused) / mean(is_forget).
 
 Options come from the environment (the file has no arguments): RERULE_REWARD_VARIANT
-(two_stage_abs_target | two_stage_abs), RERULE_REFUSAL_MODE (rule | strict), RERULE_ROUGE_BACKEND
-(rouge | rouge_score).
+(two_stage_abs_target | two_stage_abs | purge_binary), RERULE_REFUSAL_MODE (rule | strict), RERULE_ROUGE_BACKEND
+(rouge | rouge_score), and for purge_binary RERULE_PURGE_BOUNDARY (word | edge | none) and
+RERULE_PURGE_CASE_SENSITIVE (1 | 0). ``mentioned`` logs PURGE's forbidden-term hits (always 0 under RULE);
+``named_target`` and ``rouge_l`` stay 0 under PURGE.
 """
 
 import os
@@ -26,9 +28,10 @@ import re
 
 import torch
 
-from openrlhf_rerule.rewards.rule import LabelError, rule_reward
+from openrlhf_rerule.rewards.rule import LabelError
+from openrlhf_rerule.rewards.variants import make_scorer
 
-LOG_NAMES = ("refused", "named_target", "rouge_l", "is_forget", "forget_refused", "boundary_refused",
+LOG_NAMES = ("refused", "named_target", "rouge_l", "is_forget", "forget_refused", "boundary_refused", "mentioned",
              "bad_label", "prompt_not_found", "reward_error", "bad_call")
 
 # Special tokens of the common chat templates (Llama 2/3, Qwen, Mistral, GPT-2 style, our tiny models).
@@ -79,9 +82,11 @@ def call_problem(queries, prompts, labels) -> str | None:
 
 
 def reward_func(queries, prompts, labels, **kwargs):
-    variant = os.environ.get("RERULE_REWARD_VARIANT", "two_stage_abs_target")
-    refusal_mode = os.environ.get("RERULE_REFUSAL_MODE", "rule")
-    rouge_backend = os.environ.get("RERULE_ROUGE_BACKEND", "rouge")
+    options = dict(variant=os.environ.get("RERULE_REWARD_VARIANT", "two_stage_abs_target"),
+                   refusal_mode=os.environ.get("RERULE_REFUSAL_MODE", "rule"),
+                   rouge_backend=os.environ.get("RERULE_ROUGE_BACKEND", "rouge"),
+                   purge_boundary=os.environ.get("RERULE_PURGE_BOUNDARY", "word"),
+                   purge_case_sensitive=os.environ.get("RERULE_PURGE_CASE_SENSITIVE", "0") in ("1", "true"))
     batch = len(queries) if isinstance(queries, (list, tuple)) else 1
     logs = {name: [0.0] * batch for name in LOG_NAMES}
     rewards = [0.0] * batch
@@ -97,16 +102,18 @@ def reward_func(queries, prompts, labels, **kwargs):
             print(f"[rerule reward] reward 0: prompt not found in query {query[:80]!r}")
             continue
         try:
-            r = rule_reward(completion, label, variant=variant, refusal_mode=refusal_mode, rouge_backend=rouge_backend)
+            r = make_scorer(**options)(completion, label)
         except Exception as e:  # never raise into OpenRLHF: score 0 and count it
             logs["bad_label" if isinstance(e, LabelError) else "reward_error"][i] = 1.0
             print(f"[rerule reward] reward 0 for label {str(label)[:120]!r}: {type(e).__name__}: {e}")
             continue
-        forget = r.rouge is None
+        rouge = getattr(r, "rouge", None)  # None: a forget prompt (<reject>, or any PURGE prompt)
+        forget = rouge is None
         rewards[i] = r.reward
         logs["refused"][i] = float(r.refused)
-        logs["named_target"][i] = float(bool(r.named_target))
-        logs["rouge_l"][i] = 0.0 if forget else float(r.rouge)
+        logs["named_target"][i] = float(bool(getattr(r, "named_target", False)))
+        logs["rouge_l"][i] = 0.0 if forget else float(rouge)
+        logs["mentioned"][i] = float(getattr(r, "mentioned", None) is not None)
         logs["is_forget"][i] = float(forget)
         logs["forget_refused"][i] = float(forget and r.refused)
         logs["boundary_refused"][i] = float(not forget and r.refused)

@@ -30,17 +30,28 @@ class RuleReward:
     rouge: float | None  # None for <reject> labels
 
 
-def parse_label(label) -> tuple[str, list[str], str | None]:
-    """Label (JSON string or list) -> (tag, answers, target). For <reject>, target is the third element when
-    present; for <normal>, answers are the gold answers (elements 1:)."""
+def decode_label(label) -> list:
+    """A Stage 2 label as a list (labels are stored as JSON text); LabelError if it is not a JSON list."""
     if isinstance(label, str):
         try:
             label = json.loads(label)
         except json.JSONDecodeError as e:
             raise LabelError(f"label is not valid JSON ({e.msg})") from None
         except RecursionError:  # "[[[[..." nested deeper than the parser's stack
-            raise LabelError("label is nested too deeply to be a RULE label") from None
-    if not isinstance(label, (list, tuple)) or len(label) < 2:
+            raise LabelError("label is nested too deeply to be a Stage 2 label") from None
+    if not isinstance(label, (list, tuple)):
+        raise LabelError(f"label must be a list [tag, ...], got {label!r:.80}")
+    return list(label)
+
+
+def parse_label(label) -> tuple[str, list[str], str | None]:
+    """Label (JSON string or list) -> (tag, answers, target). For <reject>, target is the third element when
+    present; for <normal>, answers are the gold answers (elements 1:). A PURGE label is refused by name."""
+    label = decode_label(label)
+    if label and label[0] == "<purge>":
+        raise LabelError("a PURGE label (\"<purge>\") is scored by the PURGE reward (reward variant purge_binary), "
+                         "not by a RULE variant")
+    if len(label) < 2:
         raise LabelError(f"label must be a list [tag, answer, ...], got {label!r:.80}")
     if not all(isinstance(x, str) for x in label):
         raise LabelError("every element of the label must be a string")

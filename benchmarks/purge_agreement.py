@@ -1,0 +1,116 @@
+"""Agreement of our PURGE reward with the authors' own ``src/rewards/binary.py`` (github strzar/purge), run side by
+side on their released entity lists (``data/PURGE/<target>/fts.json``) and on completions generated here: for
+every term, sentences that contain it in the forms that test the matcher (case, possessive, plural, inside a longer
+word, touching punctuation, doubled or broken spaces), sentences that avoid every term, other targets' terms, and
+their own released model answers (``qa_pairs.json``).
+
+Their code is not part of this repository: fetch a copy anywhere and point at it.
+
+    RERULE_PURGE_AUTHORS_DIR=/path/to/purge python benchmarks/purge_agreement.py [--show 10]
+
+Prints the agreement count, every disagreement (up to --show), and facts about the released lists: terms the
+authors' \\b...\\b can only match when a word character follows (they start or end with punctuation), terms our
+common-word guard warns about, and the share of their released answers that mention a term (reward 0 before
+training).
+"""
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import re
+import sys
+import types
+from pathlib import Path
+
+from openrlhf_rerule.data.purge import common_word_warnings
+from openrlhf_rerule.rewards.purge import purge_label, purge_reward
+
+NEUTRAL = ["The weather was mild and the market closed early.", "I'm not sure about that.", "", "...",
+           "A quiet afternoon in a small town, nothing more to say."]
+
+
+def load_authors_binary_reward(authors_dir: Path):
+    """Their BinaryReward class, imported from their files. Their package __init__ also imports the PageRank
+    reward (torch, networkx, sklearn); a bare package module lets binary.py and base.py load without it."""
+    src = authors_dir / "src" / "rewards"
+    package = types.ModuleType("rewards")
+    package.__path__ = [str(src)]
+    sys.modules["rewards"] = package
+    for name in ("base", "binary"):
+        spec = importlib.util.spec_from_file_location(f"rewards.{name}", src / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"rewards.{name}"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["rewards.binary"].BinaryReward, sys.modules["rewards.base"].RewardConfig
+
+
+def term_variants(term: str) -> list[str]:
+    """Sentences that contain `term` in the forms that probe word boundaries, case and whitespace."""
+    return [f"I read about {term} yesterday.", term.upper(), term.lower(), f"{term}'s legacy is large.",
+            f"The {term}s were there.", f"x{term}", f"{term}x", f"({term})", f"{term}.", f"{term}-like",
+            f"\"{term}\"", term.replace(" ", "  "), term.replace(" ", "\n"), f"_{term}_", f"{term}2"]
+
+
+def human_readable(dir_name: str) -> str:
+    """Their generate_forget_words.py: "10_Prince_Harry,_Duke_of_Sussex" -> "Prince Harry, Duke of Sussex"."""
+    return re.sub(r"^\d+_", "", dir_name, count=1).replace("_", " ")
+
+
+def compare(authors_dir: Path) -> dict:
+    binary_reward, reward_config = load_authors_binary_reward(authors_dir)
+    lists = sorted((authors_dir / "data" / "PURGE").glob("*/fts.json"), key=lambda p: p.parent.name)
+    all_terms = {p: json.loads(p.read_text(encoding="utf-8")) for p in lists}
+    pool = sorted({t for terms in all_terms.values() for t in terms})
+    result = dict(lists=len(lists), completions=0, agree=0, disagreements=[], edge_only_terms=set(),
+                  warned_terms=set(), answers=0, answers_mentioning=0)
+    for k, (path, terms) in enumerate(all_terms.items()):
+        target = human_readable(path.parent.name)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints one line per list
+            binary_reward.preprocess(reward_config(target_entity=target, forget_words_file=str(path),
+                                                   forget_dataset_file=""))
+        completions = [v for t in terms for v in term_variants(t)] + NEUTRAL
+        completions += [f"They talked about {t}." for t in pool[k::len(lists)]]  # other targets' terms
+        answers = []
+        if (path.parent / "qa_pairs.json").is_file():
+            answers = [r["response"] for r in json.loads((path.parent / "qa_pairs.json").read_text(encoding="utf-8"))]
+        completions += answers
+        theirs = binary_reward.calc_reward(completions)
+        label = purge_label(target, terms)
+        ours = [purge_reward(c, label).reward for c in completions]
+        result["completions"] += len(completions)
+        result["agree"] += sum(a == b for a, b in zip(theirs, ours))
+        result["disagreements"] += [(target, c, a, b) for c, a, b in zip(completions, theirs, ours) if a != b]
+        result["edge_only_terms"] |= {t for t in terms if not (re.match(r"\w", t) and re.search(r"\w$", t))}
+        result["warned_terms"] |= {w.split("'")[1] for w in common_word_warnings(terms)}
+        result["answers"] += len(answers)
+        result["answers_mentioning"] += sum(r == 0.0 for r in theirs[-len(answers):]) if answers else 0
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--show", type=int, default=10, help="disagreements to print")
+    args = parser.parse_args(argv)
+    authors_dir = os.environ.get("RERULE_PURGE_AUTHORS_DIR")
+    if not authors_dir or not (Path(authors_dir) / "src" / "rewards" / "binary.py").is_file():
+        print("set RERULE_PURGE_AUTHORS_DIR to a copy of github strzar/purge (src/rewards/binary.py, data/PURGE/)")
+        return 2
+    r = compare(Path(authors_dir))
+    print(f"{r['lists']} released entity lists, {r['completions']} completions: ours and binary.py agree on "
+          f"{r['agree']} ({r['completions'] - r['agree']} disagreements)")
+    for target, completion, theirs, ours in r["disagreements"][:args.show]:
+        print(f"  {target}: {completion[:80]!r}: binary.py {theirs}, ours {ours}")
+    print(f"{len(r['edge_only_terms'])} distinct terms start or end with punctuation (\\b finds them only when a "
+          f"word character follows), e.g. {sorted(r['edge_only_terms'])[:4]}")
+    print(f"{len(r['warned_terms'])} distinct terms draw a common-word warning: {sorted(r['warned_terms'])}")
+    if r["answers"]:
+        print(f"{r['answers_mentioning']} of {r['answers']} released model answers mention a term of their target "
+              f"({r['answers_mentioning'] / r['answers']:.1%}: reward 0 before training)")
+    return 0 if r["agree"] == r["completions"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
