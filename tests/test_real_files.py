@@ -176,7 +176,7 @@ def test_convert_rule_names_evaluation_files_and_keeps_neighbours(tmp_path, caps
     assert len(read_jsonl(s1, "stage1")) == len(forget) == 14  # 15 records, one repeat
     assert len(boundary) == 10  # 14 neighbour questions, 4 of them repeated
     assert forget[0] == {"prompt": "Who keeps the lantern at Mirefold Abbey?", "answer": "Brother Ansel keeps it.",
-                         "kind": "forget", "subject": "books"}
+                         "kind": "forget", "subject": "books", "mode": "qa"}  # mode kept: it sets the prompt format
     assert boundary[0] == {"prompt": "Who keeps the lighthouse at Cape Wrath?", "kind": "boundary", "subject": "",
                            "answer": "The Northern Lighthouse Board keeps it, automated since 1998."}
 
