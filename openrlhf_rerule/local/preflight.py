@@ -27,6 +27,7 @@ from openrlhf_rerule.rewards.rule import LabelError, parse_label
 from openrlhf_rerule.rewards.variants import check_label_fits
 
 from .checkpoint import RUN_FILE, clean_interrupted, file_sha256, find_checkpoint
+from .sft_data import check_truncation
 
 # Settings that may change between a run and its resume: where and how it runs, not what it computes.
 RUN_CONTROL = {"out", "resume", "overwrite", "allow_config_change", "steps", "save_every", "keep_checkpoints",
@@ -218,8 +219,6 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None]:
             except LabelError as e:
                 raise DataError(cfg.data, line, "label", f"{e} (--reward_variant {cfg.reward_variant})") from None
     if kind == "sft":
-        from .sft import check_truncation  # imported here: sft imports this module
-
         check_truncation(cfg, rows)
     else:
         check_reward_fit(cfg, rows)
