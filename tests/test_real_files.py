@@ -131,7 +131,7 @@ def test_stage1_says_and_refuses_truncation(tmp_path, capsys):
     code, _, _ = run(["data", "convert", "rule", str(MUSE / "reject_with_neighbor_target.json"), "--out", str(s1)],
                      capsys)
     rows = read_jsonl(s1, "stage1")
-    model = save_tiny_model([r["prompt"] + " " + r["response"] for r in rows], tmp_path / "m", keep_text=True,
+    model = save_tiny_model([r["prompt"] + " " + r["response"] for r in rows], tmp_path / "m",
                             hidden_size=16, num_layers=1, num_heads=2, max_positions=512)
     common = ["--model", str(model), "--data", str(s1), "--epochs", "0.1", "--no_progress", "--no_tensorboard"]
     # the completion rows' prompts (about 60-100 words and spaces) leave no room for the answer at 64
@@ -153,8 +153,8 @@ def test_reward_variant_must_fit_the_labels(tmp_path, capsys):
     code, _, _ = run(["data", "convert", "rule", str(MUSE / "rl_rejection_eval_target.json"), "--out", str(s2)],
                      capsys)
     rows = read_jsonl(s2, "stage2")
-    model = save_tiny_model([r["prompt"] for r in rows] + ["books"], tmp_path / "m", keep_text=True,
-                            hidden_size=16, num_layers=1, num_heads=2)
+    model = save_tiny_model([r["prompt"] for r in rows] + ["books"], tmp_path / "m",
+                            hidden_size=16, num_layers=1, num_heads=2)  # "books" survives any tokenizer
     common = ["train", "stage2", "--model", str(model), "--data", str(s2), "--steps", "1", "--rollout_batch", "2",
               "--n_samples", "2", "--max_new_tokens", "2", "--no_progress", "--no_tensorboard", "--cpu_threads", "1"]
     code, _, err = run([*common, "--out", str(tmp_path / "a")], capsys)
