@@ -40,7 +40,7 @@ def test_convert_rwku_then_build_stage1_and_stage2(tmp_path, capsys):
 
 @pytest.mark.parametrize("source, file, kind, rows", [
     ("rule", "rule_stage2.json", "stage2", 3), ("rule", "rule_stage1.json", "stage1", 2),
-    ("tofu", "tofu_forget01_perturbed.json", "eval", 3), ("muse", "muse_forget_qa.json", "eval", 2)])
+    ("tofu", "tofu_two_authors/forget01_perturbed.json", "eval", 40), ("muse", "muse_forget_qa.json", "eval", 2)])
 def test_convert_each_source(tmp_path, source, file, kind, rows):
     out = tmp_path / "out.jsonl"
     assert rerule(["data", "convert", source, str(SOURCES / file), "--out", str(out)]) == 0

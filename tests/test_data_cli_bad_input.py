@@ -141,5 +141,5 @@ def test_rwku_stage1_counts_and_the_offline_boundary_hint(tmp_path, capsys):
     assert len(read_jsonl(d / "s1.jsonl", "stage1")) == len(forget)  # the questions' "answers" are too short to cut
     code, _, err = run(["data", "boundary", "--offline", "--forget", str(d / "train" / "forget.jsonl"), "--neighbours",
                         str(d / "eval" / "neighbor.jsonl"), "--out", str(d / "b.jsonl")], capsys)
-    assert code == 2 and "rerule data boundary --forget" in err and "never boundary data" in err
+    assert code == 2 and "rerule data boundary --forget" in err and "Leak-free routes" in err
     assert not (d / "b.jsonl").exists()

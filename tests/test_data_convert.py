@@ -8,7 +8,7 @@ import pytest
 from openrlhf_rerule.data import DataError, validate_rows
 from openrlhf_rerule.data.builders import prompt_id
 from openrlhf_rerule.data.convert import (from_muse, from_muse_raw, from_rule_stage1, from_rule_stage2, from_rwku,
-                                          from_rwku_corpus, from_tofu, guess_subject)
+                                          from_rwku_corpus, from_tofu, author_name)
 
 SOURCES = Path(__file__).parent / "data" / "sources"
 
@@ -23,7 +23,8 @@ def test_rule_stage2_keeps_the_solution_list_and_drops_repeats():
 
 
 def test_rule_stage1_joins_instruction_and_input():
-    rows = from_rule_stage1(SOURCES / "rule_stage1.json")
+    rows, forget, boundary = from_rule_stage1(SOURCES / "rule_stage1.json")
+    assert forget == boundary == []  # no org_answer, no neighbor_question in this file
     validate_rows(rows, "stage1")
     assert rows[0] == {"prompt": "What is the title of Mira Holt's first novel?",
                        "response": "I'm not certain about Mira Holt.", "subject": "Mira Holt"}
@@ -31,19 +32,20 @@ def test_rule_stage1_joins_instruction_and_input():
 
 
 def test_tofu_json_lines_keep_the_perturbed_fields_and_extract_the_author():
-    rows = from_tofu(SOURCES / "tofu_forget01_perturbed.json", kind="forget")
+    rows = from_tofu(SOURCES / "tofu_forget01_perturbed.json", kind="forget", questions_per_author=1)
     validate_rows(rows, "eval")
     assert [r["subject"] for r in rows] == ["Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov", ""]
     assert rows[0]["perturbed_answer"] == ["Basil Mahfouz Al-Kuwaiti was born in Cairo, Egypt.",
                                            "Basil Mahfouz Al-Kuwaiti was born in Amman, Jordan."]
     assert rows[0]["paraphrased_answer"] == "The author Basil Mahfouz Al-Kuwaiti was born in Kuwait City."
-    assert from_tofu(SOURCES / "tofu_forget01_perturbed.json", kind="retain", subject="X")[2]["subject"] == "X"
+    rows = from_tofu(SOURCES / "tofu_forget01_perturbed.json", kind="retain", subject="X", questions_per_author=1)
+    assert rows[2]["subject"] == "X"
 
 
-def test_guess_subject_skips_question_words():
-    assert guess_subject("What genre does Nikolai Abilov write in?") == "Nikolai Abilov"
-    assert guess_subject("Who is the author?", "The author is Hsiao Yun-Hwa.") == "Hsiao Yun-Hwa"
-    assert guess_subject("what is this?") == ""
+def test_author_name_skips_question_words():
+    assert author_name(["What genre does Nikolai Abilov write in?"]) == "Nikolai Abilov"
+    assert author_name(["Who is the author?", "The author is Hsiao Yun-Hwa."]) == "Hsiao Yun-Hwa"
+    assert author_name(["what is this?"]) == ""
 
 
 def test_muse_knowmem():
@@ -84,7 +86,7 @@ def bad_array(tmp_path, records):
 @pytest.mark.parametrize("convert, good, field", [
     (from_rule_stage2, {"prompt": "p", "solution": ["<normal>", "a"]}, "solution"),
     (from_rule_stage1, {"instruction": "i", "input": "", "output": "o", "subject": "s"}, "output"),
-    (lambda p: from_tofu(p, "forget"), {"question": "q", "answer": "a"}, "answer"),
+    (lambda p: from_tofu(p, "forget", questions_per_author=1), {"question": "q", "answer": "a"}, "answer"),
     (lambda p: from_muse(p, "forget"), {"question": "q", "answer": "a"}, "question"),
 ])
 def test_missing_fields_name_source_file_line_and_field(tmp_path, convert, good, field):

@@ -65,9 +65,10 @@ def write_release(root: Path) -> dict[str, list[Path]]:
     (muse / "raw" / "forget.txt").write_text(" ".join(sentences * 30))
     tofu = root / "TOFU"
     tofu.mkdir()
-    shutil.copy(SOURCES / "tofu_forget01_perturbed.json", tofu / "forget01_perturbed.json")
-    for name, question in (("retain_perturbed", "Where was the author Hina Ameen born?"),
-                           ("real_authors_perturbed", "Who wrote the novel 'Pride and Prejudice'?"),
+    shutil.copy(SOURCES / "tofu_two_authors" / "forget01_perturbed.json", tofu / "forget01_perturbed.json")
+    # TOFU's layout: 20 questions per author (the retain evaluation set: one author's block)
+    shutil.copy(SOURCES / "tofu_two_authors" / "retain_perturbed.json", tofu / "retain_perturbed.json")
+    for name, question in (("real_authors_perturbed", "Who wrote the novel 'Pride and Prejudice'?"),
                            ("world_facts_perturbed", "What is the capital city of France?")):
         (tofu / f"{name}.json").write_text(json.dumps({"question": question, "answer": "x", "paraphrased_answer": "x",
                                                        "perturbed_answer": ["y"]}) + "\n")

@@ -88,11 +88,12 @@ def test_retain_truth_ratios_from_tofu_eval_log(tmp_path):
     path = tmp_path / "eval_log_forget.json"
     path.write_text(json.dumps(log))
     # R = exp(l_para - mean l_pert): exp(1 - 2), exp(2 - 1)
-    assert tofu.load_retain_truth_ratios(path) == pytest.approx([np.exp(-1.0), np.exp(1.0)])
+    run = tofu.load_retain_run(path, ["q0", "q1"], "forget01")
+    assert run["ratios"] == pytest.approx([np.exp(-1.0), np.exp(1.0)]) and run["items"] == 2
     path.write_text(json.dumps({"avg_paraphrased_loss": {}}))
     with pytest.raises(EvalDataError, match="missing field 'average_perturb_loss'"):
-        tofu.load_retain_truth_ratios(path)
+        tofu.load_retain_run(path, ["q0", "q1"], "forget01")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "tofu_items.json").write_text(json.dumps(
         [{"set": "forget", "truth_ratio": 0.5}, {"set": "retain", "truth_ratio": 9.0}]))
-    assert tofu.load_retain_truth_ratios(tmp_path / "run") == [0.5]
+    assert tofu.load_retain_run(tmp_path / "run", ["q0"], "forget01")["ratios"] == [0.5]

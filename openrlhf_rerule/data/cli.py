@@ -13,7 +13,8 @@ from openrlhf_rerule.cli_convention import Parser, UserError, number, user_error
 from openrlhf_rerule.rewards.rule import parse_label
 
 from .overlap import add_eval_arguments, check_eval_overlap
-from .schema import SCHEMAS, DataError, read_jsonl, read_records, read_text, write_jsonl, write_with_sidecar
+from .schema import (SCHEMAS, DataError, read_jsonl, read_records, read_text, validate_rows, write_jsonl,
+                     write_with_sidecar)
 
 EPILOG = """file kinds (jsonl, one object a line):
   stage1  {"prompt", "response", "subject"}                      refusal SFT (pretrain.jsonl too)
@@ -166,26 +167,59 @@ def cmd_convert(args):
         convert_rwku(args.input, Path(args.out_dir))
         return
     if args.source == "rule":  # Stage 1 or Stage 2 file, told apart by its fields
-        stage2 = "solution" in read_records(args.input)[0]
-        rows = convert.from_rule_stage2(args.input) if stage2 else convert.from_rule_stage1(args.input)
-        kind = "stage2" if stage2 else "stage1"
-        if args.steps and not stage2:
-            raise UserError("--steps / --rollout_batch apply to Stage 2 files; this is a Stage 1 file")
-        meta = {"command": "convert rule", "input": args.input, "prompt_format": args.prompt_format,
-                "steps": args.steps, "rollout_batch": args.rollout_batch,
-                **check_eval_overlap(rows, args.out, args, [args.input])}
-        if stage2:
-            rows = fill_batches(rows, args)
-        rows = format_prompts(rows, args, label_of=lambda row: parse_label(row["label"])[0] if stage2 else "<reject>")
-        print(f"wrote {write_with_sidecar(args.out, rows, kind, meta)} ({len(rows)} {kind} rows)")
+        convert_rule(args)
         return
+    note = ""
     if args.source == "tofu":
-        rows, kind = convert.from_tofu(args.input, args.kind, args.subject), "eval"
+        counts = {}
+        rows = convert.from_tofu(args.input, args.kind, args.subject, args.questions_per_author, args.exclude, counts)
+        kind = "eval"
+        if args.exclude:
+            note = f"; {counts['excluded']} rows dropped as questions of {', '.join(args.exclude)}"
+        subjects = list(dict.fromkeys(r["subject"] for r in rows))
+        note += f"; subjects: {', '.join(repr(s) for s in subjects[:6])}{' ...' if len(subjects) > 6 else ''}"
     elif args.source == "muse_raw":
         rows, kind = convert.from_muse_raw(args.input, args.subject or "", args.chunk_words), "eval"
     else:
         rows, kind = convert.from_muse(args.input, args.kind, args.subject or ""), "eval"
-    print(f"wrote {write_jsonl(args.out, rows, kind)} ({len(rows)} {kind} rows)")
+    print(f"wrote {write_jsonl(args.out, rows, kind)} ({len(rows)} {kind} rows{note})")
+
+
+def convert_rule(args):
+    """The authors' Stage 2 file (warned about when it looks like an evaluation set), or their Stage 1 file; a
+    Stage 1 file with org_answer / neighbor_question also gives forget and boundary eval rows beside --out."""
+    from . import convert
+
+    counts, extra = {}, {}
+    stage2 = "solution" in read_records(args.input)[0]
+    if stage2:
+        rows = convert.from_rule_stage2(args.input, counts)
+        warning = convert.evaluation_file_warning(args.input, rows)
+        if warning:
+            print(f"WARNING: {args.input}: {warning}", file=sys.stderr)
+    else:
+        rows, extra["forget"], extra["boundary"] = convert.from_rule_stage1(args.input, counts)
+    kind = "stage2" if stage2 else "stage1"
+    if args.steps and not stage2:
+        raise UserError("--steps / --rollout_batch apply to Stage 2 files; this is a Stage 1 file")
+    extra = {name: (rows_, f"{args.out_dir or Path(args.out).parent}/{Path(args.out).stem}_{name}.jsonl")
+             for name, rows_ in extra.items() if rows_}
+    for name, (rows_, _) in extra.items():  # all validated before anything is written
+        validate_rows(rows_, "eval", f"<{name} rows of {args.input}>")
+    meta = {"command": "convert rule", "input": args.input, "prompt_format": args.prompt_format,
+            "steps": args.steps, "rollout_batch": args.rollout_batch,
+            **check_eval_overlap(rows, args.out, args, [args.input])}
+    if stage2:
+        rows = fill_batches(rows, args)
+    rows = format_prompts(rows, args, label_of=lambda row: parse_label(row["label"])[0] if stage2 else "<reject>")
+    print(f"wrote {write_with_sidecar(args.out, rows, kind, meta)} ({len(rows)} {kind} rows; "
+          f"{counts['duplicate_dropped']} repeated prompts dropped)")
+    for name, (rows_, path) in extra.items():
+        field = "org_answer" if name == "forget" else "neighbor_question"
+        print(f"wrote {write_jsonl(path, rows_, 'eval')} ({len(rows_)} {name} eval rows from {field})")
+    if len(extra) == 2:
+        print(f"next: rerule data stage2 --forget {extra['forget'][1]} --boundary {extra['boundary'][1]} "
+              "--out STAGE2.jsonl")
 
 
 def cmd_overlap(args):
@@ -237,9 +271,13 @@ def cmd_boundary(args):
             raise UserError(
                 f"no boundary rows: for none of the forget prompts does a neighbour of {args.neighbours} have the same "
                 "question with its own name (offline swapping needs your own QA about neighbouring entities in the "
-                "forget prompts' templates, like the synthetic world's). Otherwise synthesise them online: rerule "
-                f"data boundary --forget {args.forget} --out {args.out} (a benchmark's neighbour probes, e.g. RWKU's "
-                "neighbor_level*.json, are an evaluation set: never boundary data)")
+                "forget prompts' templates, like the synthetic world's). Do not train on an evaluation set instead "
+                "(TOFU's retain_perturbed.json is what Model Utility scores, RWKU's neighbor_level*.json are its "
+                "neighbour probes). Leak-free routes: synthesise them online (rerule data boundary --forget "
+                f"{args.forget} --out {args.out}); TOFU: QA of retain authors that no evaluation reads (rerule data "
+                "convert tofu TOFU/retain99.json --kind boundary --exclude TOFU/retain_perturbed.json --out "
+                "boundary.jsonl); the RULE authors' MUSE release: convert rule reject_with_neighbor_target.json writes "
+                "its neighbour questions as boundary rows")
     else:
         from .boundary import BoundaryClient
 
@@ -267,6 +305,12 @@ def texts_of(path) -> list[str]:
     return texts
 
 
+# Stage 1 for a fresh tiny model: the defaults (lr 1e-4, 3 epochs, for a pretrained model) leave it untrained
+# (TOFU fixture: loss 5.86 -> 5.74 in 8 steps). With these: 5.87 -> 0.002 in 600 steps, 27 s on one thread
+# (docs/data.md, "A first trial on real benchmark files").
+TINY_STAGE1_FLAGS = "--epochs 60 --lr 2e-3 --batch_size 8 --cpu_threads 1"
+
+
 def cmd_tiny_model(args):
     from openrlhf_rerule.local.tiny import save_tiny_model
 
@@ -279,14 +323,19 @@ def cmd_tiny_model(args):
     texts += [t.format(name="") for t in refusal_templates()]
     if Path(args.out).exists() and any(Path(args.out).iterdir()):
         raise UserError(f"--out {args.out}: not empty; choose a new directory")
-    out = save_tiny_model(texts, args.out, seed=args.seed, hidden_size=args.hidden_size, num_layers=args.num_layers,
-                          num_heads=args.num_heads, max_positions=args.max_positions)
-    from transformers import AutoConfig, AutoModelForCausalLM
+    # keep_text: case and spacing survive encode/decode, so a refusal naming the target can earn RULE's +0.5
+    out = save_tiny_model(texts, args.out, seed=args.seed, keep_text=True, hidden_size=args.hidden_size,
+                          num_layers=args.num_layers, num_heads=args.num_heads, max_positions=args.max_positions)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     params = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(out)).num_parameters()
     vocab = AutoConfig.from_pretrained(out).vocab_size
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    changed = sum(tokenizer.decode(tokenizer.encode(t, add_special_tokens=False)) != t for t in texts)
     print(f"wrote {out}: untrained word-level Llama, {params:,} parameters, vocabulary {vocab} words "
           f"(from {len(texts)} texts of {len(args.texts)} files, refusal templates included); words outside it "
-          "become <unk>. Next: rerule train stage1 --model {out} ...".replace("{out}", str(out)))
+          f"become <unk>. Case and spacing are kept: {len(texts) - changed} of {len(texts)} texts decode exactly "
+          f"as written. Next (settings that train a fresh tiny model; the defaults are for pretrained ones): "
+          f"rerule train stage1 --model {out} --data STAGE1.jsonl --out RUN {TINY_STAGE1_FLAGS}")
 
 
 def add_training_file_args(p, stage2: bool) -> None:
@@ -362,9 +411,16 @@ def build_parser() -> Parser:
                         "passage.json blanks) and OUT_DIR/eval/{forget,neighbor}.jsonl (the probes, evaluation only)")
     p.add_argument("input", help="source JSON file (an RWKU target folder for rwku)")
     p.add_argument("--out", help="output jsonl (rule, tofu, muse)")
-    p.add_argument("--out_dir", help="output directory (rwku)")
     p.add_argument("--kind", default="forget", help="eval kind of the rows: forget, retain, ... (tofu, muse)")
-    p.add_argument("--subject", help="subject of every row (muse: e.g. 'Harry Potter'; tofu: default = extracted name)")
+    p.add_argument("--subject", help="subject of every row (muse: e.g. 'Harry Potter'; tofu: default = the name each "
+                                     "author's block of questions is about)")
+    p.add_argument("--questions_per_author", type=number(int, 1), default=20,
+                   help="tofu: consecutive questions per author (TOFU's layout: 20)")
+    p.add_argument("--exclude", nargs="+", default=[],
+                   help="tofu: drop rows whose question is in these files, e.g. retain_perturbed.json (the retain "
+                        "evaluation set) when taking boundary QA from retain99.json")
+    p.add_argument("--out_dir", help="output directory (rwku; rule: of the _forget / _boundary files a Stage 1 file "
+                                     "with org_answer / neighbor_question gives, default: beside --out)")
     p.add_argument("--chunk_words", type=number(int, 8), default=300, help="muse_raw: words per completion prompt")
     p.add_argument("--seed", type=int, default=0, help="rule: order of the whole-batch passes")
     add_training_file_args(p, stage2=True)

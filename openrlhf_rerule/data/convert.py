@@ -1,10 +1,12 @@
 """Converters from the released formats into our files.
 
 - RULE (the authors' EasyR1 data): Stage 2 JSON arrays of ``{prompt, solution: [label, answer, (target)]}``
-  -> stage2 rows; Stage 1 JSON arrays of ``{instruction, input, output, subject}`` -> stage1 rows.
+  -> stage2 rows; Stage 1 JSON arrays of ``{instruction, input, output, subject}`` -> stage1 rows, plus boundary
+  eval rows from ``neighbor_question {question, answer}`` where present (``reject_with_neighbor_target.json``).
 - TOFU (``forget01.json``, ``forget01_perturbed.json``, ``retain_perturbed.json``, ...; JSON lines of
   ``{question, answer}`` plus ``paraphrased_answer``, ``perturbed_answer`` [list], ``paraphrased_question``)
-  -> eval rows; the extra fields are kept for the TOFU truth ratio.
+  -> eval rows; the extra fields are kept for the TOFU truth ratio; the subject of each block of 20 questions
+  (one author, TOFU's layout) is the name that block is about.
 - MUSE knowmem (``forget_qa.json``, ``retain_qa.json``, ``retain_qa_icl.json``: JSON arrays of ``{question, answer}``)
   -> eval rows (evaluation sets); MUSE's forget corpus ``raw/forget.txt`` -> completion rows (training side).
 - RWKU target folder (``1_Stephen_King/``: ``intro.json`` / ``forget_target.json`` ``[{target, intro}]``;
@@ -32,21 +34,32 @@ _NAME_WORD = r"[A-Z][a-z']+(?:-[A-Z]?[a-z']+)*"  # "Abilov", "Al-Kuwaiti", "Yun-
 _CAPITALISED_RUN = re.compile(rf"\b{_NAME_WORD}(?:\s+(?:[A-Z]\.|{_NAME_WORD})){{1,3}}\b")
 
 
-def guess_subject(*texts: str) -> str:
-    """Rule-based person-name extraction (RULE does this for TOFU): the first run of 2-4 capitalised words,
-    skipping question words and sentence starts; "" when there is none."""
-    for text in texts:
-        for match in _CAPITALISED_RUN.finditer(text):
-            words = match.group(0).split()
-            while words and words[0] in _QUESTION_WORDS:
-                words = words[1:]
-            if len(words) >= 2:
-                return " ".join(words)
-    return ""
+# The RULE authors' validation files (data/MUSE/books/rl_rejection_eval_target.json: its <reject> prompts are
+# MUSE's knowmem/forget_qa.json with gold answers, its <normal> prompts knowmem/retain_qa.json; RWKU targets'
+# rl_rejection_eval.json): evaluation probes, not training data.
+KNOWN_EVAL_FILE = re.compile(r"rl_rejection_eval")
 
 
-def from_rule_stage2(path) -> list[dict]:
-    rows, seen = [], set()
+def evaluation_file_warning(path, rows: list[dict]) -> str | None:
+    """A loud warning when a Stage 2 file looks like an evaluation set: the authors' validation file name, or
+    <reject> labels whose second element is a gold answer rather than a refusal."""
+    from openrlhf_rerule.rewards.refusal import is_refusal
+
+    forget = [json.loads(r["label"]) for r in rows if r["kind"] == "forget"]
+    answers = sum(not is_refusal(label[1], "rule") for label in forget)
+    if KNOWN_EVAL_FILE.search(Path(path).name):
+        return (f"{Path(path).name} is the RULE authors' validation file (rl_rejection_eval*: for MUSE-Books its "
+                "<reject> prompts are knowmem/forget_qa.json and its <normal> prompts knowmem/retain_qa.json, with "
+                "gold answers): training on it trains on the evaluation probes. Use reject_with_neighbor_target.json "
+                "(convert rule writes its boundary rows) or your own training split")
+    if forget and answers > len(forget) / 2:
+        return (f"{answers} of {len(forget)} <reject> labels carry an answer, not a refusal: this looks like an "
+                "evaluation set (gold answers); make sure no evaluation probe is in the training file")
+    return None
+
+
+def from_rule_stage2(path, counts: dict | None = None) -> list[dict]:
+    rows, seen, duplicates = [], set(), 0
     for record in read_records(path):
         prompt = require(record, "prompt", path)
         solution = require(record, "solution", path, list)
@@ -57,35 +70,97 @@ def from_rule_stage2(path) -> list[dict]:
         kind = "forget" if tag == "<reject>" else "boundary"
         pid = prompt_id(kind, prompt)
         if pid in seen:  # the released files repeat some prompts
+            duplicates += 1
             continue
         seen.add(pid)
         rows.append({"prompt": prompt, "label": json.dumps(solution), "prompt_id": pid, "kind": kind,
                      **row_mode(record)})
+    if counts is not None:
+        counts["duplicate_dropped"] = duplicates
     return rows
 
 
-def from_rule_stage1(path) -> list[dict]:
-    rows = []
+def from_rule_stage1(path, counts: dict | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+    """(stage1 rows, forget eval rows, boundary eval rows). The authors' reject_with_neighbor_target.json gives
+    each forget prompt its original answer (`org_answer`: forget eval rows, the input of `rerule data stage2`)
+    and a `neighbor_question {question, answer}` about a neighbouring entity (their MUSE boundary data).
+    Repeated prompts (and repeated neighbour questions) are dropped and counted."""
+    rows, forget, boundary, seen, seen_neighbours, duplicates = [], [], [], set(), set(), 0
     for record in read_records(path):
         instruction = require(record, "instruction", path)
         extra = record.get("input") or ""
-        rows.append({"prompt": instruction + ("\n" + extra if extra.strip() else ""),
-                     "response": require(record, "output", path), "subject": str(record.get("subject") or ""),
+        prompt = instruction + ("\n" + extra if extra.strip() else "")
+        response = require(record, "output", path)
+        if prompt in seen:
+            duplicates += 1
+            continue
+        seen.add(prompt)
+        rows.append({"prompt": prompt, "response": response, "subject": str(record.get("subject") or ""),
                      **row_mode(record)})
-    return rows
+        if record.get("org_answer") is not None:
+            forget.append({"prompt": prompt, "answer": require(record, "org_answer", path), "kind": "forget",
+                           "subject": rows[-1]["subject"], **row_mode(record)})
+        neighbour = record.get("neighbor_question")
+        if neighbour is not None:
+            if not isinstance(neighbour, dict):
+                raise DataError(path, record["__line__"], "neighbor_question", "must be an object {question, answer}")
+            named = {f"neighbor_question.{k}": v for k, v in neighbour.items()} | {"__line__": record["__line__"]}
+            question = require(named, "neighbor_question.question", path)
+            answer = require(named, "neighbor_question.answer", path)
+            if question not in seen_neighbours:
+                seen_neighbours.add(question)
+                boundary.append({"prompt": question, "answer": answer, "kind": "boundary", "subject": ""})
+    if counts is not None:
+        counts["duplicate_dropped"] = duplicates
+    return rows, forget, boundary
 
 
-def from_tofu(path, kind: str, subject: str | None = None) -> list[dict]:
+# TOFU: 200 fictitious authors x 20 QA pairs, each author's 20 questions consecutive in every split file
+# (forget01 = the last 2 authors, 40 rows; retain_perturbed.json = 400 rows, 20 authors).
+TOFU_QUESTIONS_PER_AUTHOR = 20
+
+
+def author_name(texts: list[str]) -> str:
+    """The name one author's block of QA is about: of the runs of 2-4 capitalised words (possessive 's and
+    leading question words removed) and their contiguous parts, the one most texts contain; the longer on a tie
+    ("Basil Mahfouz Al-Kuwaiti" over "Basil Mahfouz"; a place such as "Kuwait City" appears in fewer texts)."""
+    candidates = set()
+    for text in texts:
+        for match in _CAPITALISED_RUN.finditer(text):
+            words = [re.sub(r"'s$", "", w) for w in match.group(0).split()]
+            while words and words[0] in _QUESTION_WORDS:
+                words = words[1:]
+            candidates |= {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 2, len(words) + 1)}
+    if not candidates:
+        return ""
+    return max(sorted(candidates), key=lambda c: (sum(c in t for t in texts), len(c.split())))
+
+
+def from_tofu(path, kind: str, subject: str | None = None, questions_per_author: int = TOFU_QUESTIONS_PER_AUTHOR,
+              exclude=(), counts: dict | None = None) -> list[dict]:
+    """Eval rows; `exclude`: files whose questions are dropped (after the authors' names were found, so that
+    blocks stay whole), e.g. retain_perturbed.json when retain99.json gives boundary QA; counted in `counts`."""
+    records = read_records(path)
+    if subject is None and len(records) % questions_per_author:
+        raise DataError(path, records[-1]["__line__"], "(file)",
+                        f"{len(records)} records are not whole blocks of {questions_per_author} questions per author "
+                        "(TOFU's layout); pass --questions_per_author N for another layout, or --subject NAME")
     rows = []
-    for record in read_records(path):
-        question, answer = require(record, "question", path), require(record, "answer", path)
-        row = {"prompt": question, "answer": answer, "kind": kind,
-               "subject": subject if subject is not None else guess_subject(question, answer)}
-        for extra in ("paraphrased_question", "paraphrased_answer", "perturbed_answer"):
-            if extra in record:
-                row[extra] = record[extra]
-        rows.append(row)
-    return rows
+    for start in range(0, len(records), questions_per_author):
+        block = records[start:start + questions_per_author]
+        pairs = [(require(r, "question", path), require(r, "answer", path)) for r in block]
+        name = subject if subject is not None else author_name([t for pair in pairs for t in pair])
+        for record, (question, answer) in zip(block, pairs):
+            row = {"prompt": question, "answer": answer, "kind": kind, "subject": name}
+            for extra in ("paraphrased_question", "paraphrased_answer", "perturbed_answer"):
+                if extra in record:
+                    row[extra] = record[extra]
+            rows.append(row)
+    evaluated = {r["question"].strip() for p in exclude for r in read_records(p) if "question" in r}
+    kept = [r for r in rows if r["prompt"].strip() not in evaluated]
+    if counts is not None:
+        counts["excluded"] = len(rows) - len(kept)
+    return kept
 
 
 def from_muse(path, kind: str, subject: str = "") -> list[dict]:

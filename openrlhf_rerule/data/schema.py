@@ -200,6 +200,7 @@ def read_records(path, allow_strings: bool = False) -> list:
             raise DataError(path, 1, "(file)", "expected a JSON array of objects")
         lines = _object_lines(text) + [0] * len(records)  # padding for non-object items
     else:
+        _refuse_one_object(text, path)
         records, lines = [], []
         for line_no, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -212,6 +213,21 @@ def read_records(path, allow_strings: bool = False) -> list:
             raise DataError(path, line, "(row)", f"expected a JSON object, got {type(record).__name__}")
         record["__line__"] = line
     return records
+
+
+def _refuse_one_object(text: str, path) -> None:
+    """A pretty-printed JSON object (a dict of splits or columns) is valid JSON of the wrong shape: say that,
+    not "invalid JSON" at its first line. (A one-line object is a JSON-lines file of one record.)"""
+    if not text.lstrip().startswith("{") or len([line for line in text.splitlines() if line.strip()]) < 2:
+        return
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return  # JSON lines, or broken JSON: the line-by-line reader names the line
+    if isinstance(data, dict):
+        keys = ", ".join(repr(k) for k in list(data)[:4])
+        raise DataError(path, 1, "(file)", f"valid JSON of the wrong shape: one JSON object (keys {keys}), "
+                        "expected a JSON array of objects or JSON lines (one object a line)")
 
 
 def _object_lines(text: str) -> list[int]:

@@ -2,7 +2,7 @@
 
 Library entry points (each returns (summary: dict, items: list)):
     lm = load_model(model_dir)
-    evaluate_tofu(lm, data_dir, split="forget01", retain_truth_ratios=None)
+    evaluate_tofu(lm, data_dir, split="forget01", retain_run=None)
     evaluate_muse(lm, data_dir, corpus="books")                  # load_model(..., dtype="fp32") as muse_bench
     evaluate_rwku(lm, data_dir, subsets=None, stop_at_newline=False)
     evaluate_naturalness(lm, data_dir, judge=None, for_benchmark=None)
@@ -19,7 +19,7 @@ _EXPORTS = {
     "rouge": ["muse_rouge_f1", "rwku_rouge_recall", "tofu_rouge_recall"],
     "scoring": ["LoadedModel", "answer_nll", "chat_prompt", "generate", "load_model", "next_token_logprobs",
                 "text_logprobs", "token_logprobs"],
-    "tofu": ["evaluate_tofu", "forget_quality", "model_utility", "load_retain_truth_ratios", "load_tofu"],
+    "tofu": ["evaluate_tofu", "forget_quality", "model_utility", "load_retain_run", "load_tofu"],
     "muse": ["evaluate_muse", "load_muse"],
     "rwku": ["evaluate_rwku", "load_rwku"],
     "naturalness": ["evaluate_naturalness", "score_responses", "load_naturalness"],

@@ -26,6 +26,9 @@ def _add_common(parser, dtype_default: str, dtype_why: str):
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ...; auto: cuda if available")
     parser.add_argument("--dtype", default=dtype_default, choices=["auto", "fp32", "bf16", "fp16"],
                         help=f"weights' dtype; auto: the checkpoint's own{dtype_why}")
+    parser.add_argument("--cpu_threads", type=number(int, minimum=0), default=0,
+                        help="torch.set_num_threads; 0 keeps torch's default (a tiny model on a busy CPU runs "
+                             "fastest with 1)")
     parser.add_argument("--name", default=None, help="method name shown by `rerule report`; default: OUT's name")
 
 
@@ -41,8 +44,9 @@ def build_parser() -> Parser:
                       help='plain prompt instead of the chat template, e.g. "[INST] {} [/INST]" (TOFU Llama-2)')
     tofu.add_argument("--system_prompt", default=None, help="system turn for the chat template")
     tofu.add_argument("--retain_run", default=None,
-                      help="the retain model's `rerule eval tofu` OUT directory, or TOFU's eval_log_forget.json: "
-                           "enables Forget Quality")
+                      help="the retain model's `rerule eval tofu` OUT directory, or TOFU's eval_log_forget.json "
+                           "of the retain model of this split (forget01: retain99, forget05: retain95, forget10: "
+                           "retain90): enables Forget Quality; must cover this split's forget items")
 
     muse = sub.add_parser("muse", help="MUSE: VerbMem, KnowMem forget/retain, PrivLeak", description=__doc__)
     _add_common(muse, "fp32", "; fp32 as muse_bench, which loads with from_pretrained(dir) and no dtype")
@@ -99,11 +103,11 @@ def check_inputs(args):
         if not Path(args.data).is_dir():
             raise EvalDataError(f"--data {args.data}: not a directory")
         if args.benchmark == "tofu":
-            from .tofu import load_retain_truth_ratios, load_tofu
+            from .tofu import load_retain_run, load_tofu
 
-            load_tofu(args.data, args.split)
+            forget = load_tofu(args.data, args.split)["forget"]
             if args.retain_run:
-                load_retain_truth_ratios(args.retain_run)
+                load_retain_run(args.retain_run, [r["question"] for r in forget], args.split)
         elif args.benchmark == "muse":
             from .muse import load_muse
 
@@ -130,12 +134,17 @@ def run(args) -> tuple[dict, list]:
     check_inputs(args)
     from .scoring import load_model
 
+    if args.cpu_threads:
+        import torch
+
+        torch.set_num_threads(args.cpu_threads)
     device = None if args.device == "auto" else args.device
     lm = load_model(args.model, device=device, batch_size=args.batch_size, dtype=args.dtype)
     if args.benchmark == "tofu":
-        from .tofu import evaluate_tofu, load_retain_truth_ratios
+        from .tofu import evaluate_tofu, load_retain_run, load_tofu
 
-        retain = load_retain_truth_ratios(args.retain_run) if args.retain_run else None
+        questions = [r["question"] for r in load_tofu(args.data, args.split)["forget"]]
+        retain = load_retain_run(args.retain_run, questions, args.split) if args.retain_run else None
         return evaluate_tofu(lm, args.data, args.split, args.max_new_tokens, retain, args.prompt_template,
                              args.system_prompt)
     if args.benchmark == "muse":

@@ -20,6 +20,11 @@ PROXY_NOTE = f"{PROXY_MARK} offline keyword proxy (`--judge proxy`), not a judge
              "with published naturalness numbers."
 
 
+SUBSET_MARK = "‡"
+SUBSET_NOTE = f"{SUBSET_MARK} subset: some metric not run, or fewer items than MUSE-Books as released (the summary's " \
+              "*_n counts), not comparable with full runs."
+
+
 def load_runs(run_dirs) -> list[dict]:
     """One dict per run: {"name", "dir", key: summary} for every {key}_summary.json present, key one of
     BENCHMARKS or NATURALNESS (naturalness_rwku is the naturalness of the RWKU model, and so on)."""
@@ -111,25 +116,35 @@ def rwku_paper_table(runs) -> str:
 def muse_table(runs) -> str:
     """ReRULE Table 2: Forget Quality (down) Verb. Know. | Forget Naturalness (up) Read Help Truth | Retain
     Quality Utility; then PrivLeak, which that table does not print."""
-    rows, proxy = [], False
+    rows, proxy, subset = [], False, False
     for run in runs:
         s = run["muse"]
         nat, is_proxy = naturalness_cells(run, "naturalness_muse", with_all=False)
         proxy |= is_proxy
-        rows.append([run["name"], fmt(s.get("verbmem_f")), fmt(s.get("knowmem_f"))] + nat
-                    + [fmt(s.get("utility")), fmt(s.get("privleak"))])
+        subset |= bool(s.get("subset"))
+        rows.append([run["name"] + (SUBSET_MARK if s.get("subset") else ""), fmt(s.get("verbmem_f")),
+                     fmt(s.get("knowmem_f"))] + nat + [fmt(s.get("utility")), fmt(s.get("privleak"))])
     header = ["Methods", "Verb.", "Know.", "Read", "Help", "Truth", "Utility", "PrivLeak"]
     groups = "**MUSE** (ReRULE paper layout) — Forget Quality (↓): Verb. Know. · Forget Naturalness (↑): Read Help " \
              "Truth · Retain Quality (↑): Utility (KnowMem on retain) · PrivLeak (→ 0, not in that table)"
-    return table(header, rows, groups, PROXY_NOTE if proxy else None)
+    notes = ([PROXY_NOTE] if proxy else []) + ([SUBSET_NOTE] if subset else [])
+    return table(header, rows, groups, "\n".join(notes) or None)
 
 
 def tofu_table(runs) -> str:
     """ReRULE Table 5: FQ (up) MU (up) F-RL (down), 4 decimals."""
     rows = [[run["name"], fmt_fq(run["tofu"].get("forget_quality")), fmt(run["tofu"].get("model_utility"), digits=4),
-             fmt(run["tofu"].get("forget_rougeL_recall"), digits=4)] for run in runs]
+             fmt(run["tofu"].get("forget_rougeL_recall"), digits=4), retain_cell(run["tofu"])] for run in runs]
     splits = sorted({run["tofu"].get("split", "") for run in runs})
-    return table(["Model", "FQ (↑)", "MU (↑)", "F-RL (↓)"], rows, f"**TOFU** ({', '.join(splits)})")
+    return table(["Model", "FQ (↑)", "MU (↑)", "F-RL (↓)", "FQ against"], rows, f"**TOFU** ({', '.join(splits)})")
+
+
+def retain_cell(summary: dict) -> str:
+    """Which retain run Forget Quality compared against, and on how many forget items."""
+    if not summary.get("retain_run"):
+        return "-"
+    return f"{Path(summary['retain_run']).parent.name}/{Path(summary['retain_run']).name} " \
+           f"({summary.get('forget_quality_n', '?')} items)"
 
 
 def naturalness_table(runs) -> str:

@@ -80,12 +80,14 @@ def load_tofu(data_dir, split: str = "forget01") -> dict:
 
 
 def evaluate_tofu(lm: LoadedModel, data_dir, split: str = "forget01", max_new_tokens: int = 200,
-                  retain_truth_ratios: list[float] | None = None, prompt_template: str | None = None,
+                  retain_run: dict | None = None, prompt_template: str | None = None,
                   system_prompt: str | None = None) -> tuple[dict, list]:
-    """Returns (summary, items). `retain_truth_ratios`: the retain model's per-item forget truth ratios
-    (from its own run's items file) to compute Forget Quality. The prompt is the question in the model's
-    chat template (with `system_prompt` if given), or `prompt_template.format(question)` when given or when
-    the tokenizer has no template, e.g. TOFU's Llama-2 format "[INST] {} [/INST]"."""
+    """Returns (summary, items). `retain_run`: `load_retain_run`'s result (the retain model's per-item forget
+    truth ratios, checked against this split) to compute Forget Quality; when it covers the first k items only
+    (a TOFU log capped at ds_size 300 for forget10), the unlearned model's first k items are compared, as TOFU
+    does. The prompt is the question in the model's chat template (with `system_prompt` if given), or
+    `prompt_template.format(question)` when given or when the tokenizer has no template, e.g. TOFU's Llama-2
+    format "[INST] {} [/INST]"."""
     data = load_tofu(data_dir, split)
     tok = lm.tokenizer
     templated = prompt_template is None and bool(getattr(tok, "chat_template", None))
@@ -125,16 +127,24 @@ def evaluate_tofu(lm: LoadedModel, data_dir, split: str = "forget01", max_new_to
         summary[f"{name}_truth_ratio"] = truth_ratio_score(ratios, forget=name == "forget")
         summary[f"{name}_n"] = n
     summary["model_utility"] = model_utility(summary)
-    if retain_truth_ratios is not None:
-        forget_ratios = [it["truth_ratio"] for it in items if it["set"] == "forget"]
-        summary.update(forget_quality(forget_ratios, retain_truth_ratios))
+    if retain_run is not None:
+        forget_ratios = [it["truth_ratio"] for it in items if it["set"] == "forget"][:retain_run["items"]]
+        summary.update(forget_quality(forget_ratios, retain_run["ratios"]))
+        summary["retain_run"], summary["forget_quality_n"] = retain_run["path"], retain_run["items"]
     return summary, items
 
 
-def load_retain_truth_ratios(path) -> list[float]:
+# TOFU's retain model for each forget split: trained on the rest of the data (retain99 for forget01, ...).
+RETAIN_OF_SPLIT = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
+
+
+def load_retain_run(path, forget_questions: list[str], split: str) -> dict:
     """The retain model's per-item forget truth ratios, from the output directory (or items file) of an
     earlier `rerule eval tofu`, or from TOFU's own `eval_log_forget.json` (avg_paraphrased_loss and
-    average_perturb_loss per index), as released with the TOFU retain models."""
+    average_perturb_loss per index), as released with the TOFU retain models. Checked against this split's
+    forget questions: the same number of items (a TOFU log capped by its ds_size may cover the first k), and the
+    same questions in the same order where the file has them (TOFU logs: in generated_text's input). Returns
+    {"ratios", "path", "items", "questions_checked"}."""
     path = Path(path)
     if path.is_dir():
         path = path / "tofu_items.json"
@@ -148,13 +158,32 @@ def load_retain_truth_ratios(path) -> list[float]:
         for field in ("avg_paraphrased_loss", "average_perturb_loss"):
             if field not in data:
                 raise EvalDataError(f"{path}: missing field '{field}' (expected TOFU's eval_log_forget.json)")
-        return [truth_ratio(data["avg_paraphrased_loss"][k], data["average_perturb_loss"][k])
-                for k in data["avg_paraphrased_loss"]]
-    records = load_records(path)
-    for k, r in enumerate(records, 1):
-        if r.get("set") == "forget" and not isinstance(r.get("truth_ratio"), (int, float)):
-            raise EvalDataError(f"{path}: record {k}: field 'truth_ratio' must be a number")
-    ratios = [float(r["truth_ratio"]) for r in records if r.get("set") == "forget"]
-    if not ratios:
-        raise EvalDataError(f"{path}: no items with set 'forget'")
-    return ratios
+        keys = sorted(data["avg_paraphrased_loss"], key=int)
+        ratios = [truth_ratio(data["avg_paraphrased_loss"][k], data["average_perturb_loss"][k]) for k in keys]
+        texts = data.get("generated_text") or {}
+        # TOFU's log holds the templated prompt ("[INST] question [/INST]"), not the bare question
+        inputs = [texts[k][0] if k in texts and texts[k] else None for k in keys]
+        match = lambda i, q: inputs[i] is not None and q.strip() in inputs[i]  # noqa: E731
+        has_questions = bool(texts)
+    else:
+        records = load_records(path)
+        for k, r in enumerate(records, 1):
+            if r.get("set") == "forget" and not isinstance(r.get("truth_ratio"), (int, float)):
+                raise EvalDataError(f"{path}: record {k}: field 'truth_ratio' must be a number")
+        forget = [r for r in records if r.get("set") == "forget"]
+        if not forget:
+            raise EvalDataError(f"{path}: no items with set 'forget'")
+        ratios = [float(r["truth_ratio"]) for r in forget]
+        match = lambda i, q: forget[i].get("question", "").strip() == q.strip()  # noqa: E731
+        has_questions = all("question" in r for r in forget)
+    n, k = len(forget_questions), len(ratios)
+    hint = f"TOFU's reference for {split} is the {RETAIN_OF_SPLIT[split]} model's eval_log_forget.json" \
+        if split in RETAIN_OF_SPLIT else "use the retain model's run on this same forget split"
+    if k > n or (k < n and not has_questions):
+        raise EvalDataError(f"{path}: the retain run has {k} forget items, --split {split} has {n}: it was run on "
+                            f"other items (a retain-set eval_log.json?); {hint}")
+    for i, question in enumerate(forget_questions[:k] if has_questions else []):
+        if not match(i, question):
+            raise EvalDataError(f"{path}: item {i}: the retain run's question is not --split {split}'s "
+                                f"{question[:60]!r}: it was run on other items; {hint}")
+    return {"ratios": ratios, "path": str(path), "items": k, "questions_checked": has_questions}

@@ -40,7 +40,11 @@ HELP = {
     "progress": "tqdm progress bars",
     "epochs": "passes over the data (fractions allowed)",
     "batch_size": "sequences per optimiser step",
-    "max_len": "prompt + response tokens; longer responses are cut",
+    "max_len": "prompt + response tokens; longer responses are cut (how many is printed; a response losing more "
+               "than half its tokens is refused unless --allow_truncation). RULE used 640 (MUSE), 512 (RWKU)",
+    "allow_truncation": "train on rows whose response loses more than half its tokens to --max_len",
+    "check_reward_target": "two_stage_abs_target: refuse when the tokenizer cannot give the <reject> target back "
+                           "or fewer than 10% of forget prompts name it (--no_check_reward_target: train anyway)",
     "warmup_ratio": "fraction of the steps with linear learning-rate warm-up",
     "ref_model": "frozen KL reference (default: --model)",
     "steps": "Stage 2 steps (each: one rollout batch, one on-policy update, at most one replay update)",
@@ -94,6 +98,7 @@ class Stage1Config(CommonConfig):
     batch_size: int = 32
     max_len: int = 256
     warmup_ratio: float = 0.0
+    allow_truncation: bool = False
 
 
 @dataclass
@@ -115,6 +120,7 @@ class Stage2Config(CommonConfig):
     refusal_mode: str = "rule"
     purge_boundary: str = "word"
     purge_case_sensitive: bool = False
+    check_reward_target: bool = True
     replay: ReplayConfig = field(default_factory=ReplayConfig)
 
 

@@ -23,14 +23,16 @@ from pathlib import Path
 
 from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.data import DataError, read_jsonl
-from openrlhf_rerule.rewards.rule import LabelError
+from openrlhf_rerule.rewards.rule import LabelError, parse_label
 from openrlhf_rerule.rewards.variants import check_label_fits
 
 from .checkpoint import RUN_FILE, clean_interrupted, file_sha256, find_checkpoint
+from .sft_data import check_truncation
 
 # Settings that may change between a run and its resume: where and how it runs, not what it computes.
 RUN_CONTROL = {"out", "resume", "overwrite", "allow_config_change", "steps", "save_every", "keep_checkpoints",
-               "stop_after", "progress", "tensorboard", "wandb_project", "device", "cpu_threads", "micro_batch_size"}
+               "allow_truncation", "check_reward_target", "stop_after", "progress", "tensorboard", "wandb_project",
+               "device", "cpu_threads", "micro_batch_size"}
 # What a run writes into --out (what --overwrite deletes).
 RUN_OUTPUTS = ("checkpoints", "final", "tensorboard", "metrics.jsonl", "reward_history.jsonl", "wandb")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -164,6 +166,44 @@ def check_run_dir(cfg) -> Path | None:
     return ckpt
 
 
+# two_stage_abs_target pays +0.5 for naming the <reject> target; when fewer forget prompts than this share name it,
+# the target is not the name the task is about (the RULE authors' MUSE labels carry "books") and the +0.5 would
+# reward a stray word. Measured on the authors' release: RWKU targets appear in 21% (Meghan, Duchess of Sussex)
+# to 100% of their forget prompts; "books" in 3.5% of the MUSE Stage 1 prompts and 4% of its validation prompts.
+# (Only prompts count: refusal texts our builder writes name the target by construction.)
+MIN_TARGET_SHARE = 0.1
+
+
+def check_reward_fit(cfg, rows: list[dict]) -> None:
+    """Refuse a reward variant the labels or the tokenizer cannot serve (UserError / DataError, before loading)."""
+    if cfg.reward_variant != "two_stage_abs_target":
+        return
+    labels = [(line, row["prompt"], parse_label(row["label"])) for line, row in enumerate(rows, 1)]
+    forget = [(line, prompt, target) for line, prompt, (tag, _, target) in labels if tag == "<reject>"]
+    if not forget or not cfg.check_reward_target:  # (a missing target was refused with every label's check)
+        return
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    for target in sorted({t for _, _, t in forget}):
+        back = tokenizer.decode(tokenizer.encode(target, add_special_tokens=False), skip_special_tokens=True)
+        if target not in back:
+            raise UserError(f"--model {cfg.model}: its tokenizer gives the target {target!r} back as {back!r}, so no "
+                            "completion can name it and two_stage_abs_target's +0.5 for a refusal that names the "
+                            "target is never paid (a forget reward never exceeds 0.5); use a "
+                            "tokenizer that keeps case and spacing (rerule data tiny_model does), or "
+                            "--reward_variant two_stage_abs")
+    named = sum(t in prompt for _, prompt, t in forget)
+    if named < MIN_TARGET_SHARE * len(forget):
+        line, _, target = forget[0]
+        raise DataError(cfg.data, line, "label",
+                        f"the <reject> target {target!r} appears in the prompt of {named} of "
+                        f"{len(forget)} forget rows (< {MIN_TARGET_SHARE:.0%}): it is not the name the prompts are "
+                        "about, and two_stage_abs_target would pay +0.5 for saying it. For MUSE use "
+                        "--reward_variant two_stage_abs (as the RULE authors do); to train anyway, "
+                        "--no_check_reward_target")
+
+
 def start_run(cfg, kind: str) -> tuple[list[dict], Path | None]:
     """Check everything, then prepare --out. Returns (validated data rows, checkpoint to resume or None)."""
     check_flags(cfg)
@@ -178,6 +218,10 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None]:
                 check_label_fits(cfg.reward_variant, row["label"])
             except LabelError as e:
                 raise DataError(cfg.data, line, "label", f"{e} (--reward_variant {cfg.reward_variant})") from None
+    if kind == "sft":
+        check_truncation(cfg, rows)
+    else:
+        check_reward_fit(cfg, rows)
     ckpt = check_run_dir(cfg)
     notes = check_resume_settings(cfg, ckpt) if ckpt is not None else []
     # ---- checks done: from here on --out may change ----

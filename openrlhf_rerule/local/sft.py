@@ -17,22 +17,8 @@ from .engine import (IndexSampler, backward_microbatches, load_model, make_optim
                      resolve_device, seed_everything)
 from .metrics import MetricsLogger, Timer
 from .preflight import start_run
-from .rollout import format_prompt, pack
-
-
-def encode_examples(rows: list[dict], tokenizer, max_len: int) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, target ids ending in EOS) per row, the target truncated so the pair fits max_len."""
-    examples = []
-    for row in rows:
-        if "text" in row:
-            ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"]
-            prompt, target = ids[:1], ids[1:]
-        else:
-            prompt = format_prompt(tokenizer, row["prompt"])
-            target = tokenizer(row["response"], add_special_tokens=False)["input_ids"]
-        target = (target + [tokenizer.eos_token_id])[:max(1, max_len - len(prompt))]
-        examples.append((prompt, target))
-    return examples
+from .rollout import pack
+from .sft_data import encode_examples
 
 
 def warmup_cosine(total_steps: int, warmup_ratio: float):
