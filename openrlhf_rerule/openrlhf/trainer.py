@@ -10,7 +10,7 @@ One step of `BasePPOTrainer.train_step`, with our three hooks marked (*):
           actors' fit runs OpenRLHF's on-policy update and then the replay update (fit_replay) in one reload
           window -- before the weights go to vLLM, so one broadcast covers both
     broadcast_to_vllm, logging through OpenRLHF's own TensorBoard / W&B loggers (replay/*, timing/replay)
-      (*) save_logs_and_checkpoints / init_checkpoint_states: the buffer is saved with every checkpoint
+      (*) save_logs_and_checkpoints / init_checkpoint_states: the buffer is saved before every checkpoint
 """
 
 import os
