@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from openrlhf_rerule.cli import UserError
+from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.data.schema import DataError, read_jsonl, read_records, validate_rows, write_jsonl
 from openrlhf_rerule.local.config import Stage1Config, Stage2Config
 from openrlhf_rerule.local.preflight import check_flags

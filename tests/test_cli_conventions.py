@@ -7,10 +7,10 @@ import argparse
 import pytest
 
 from openrlhf_rerule.cli import main as rerule
-from openrlhf_rerule.cli import underscore_flag
+from openrlhf_rerule.cli_convention import underscore_flag
 from openrlhf_rerule.data.cli import build_parser as data_parser
 from openrlhf_rerule.local.cli import build_parser as train_parser
-from openrlhf_rerule.local.demo import build_parser as demo_parser
+from openrlhf_rerule.experiments.demo import build_parser as demo_parser
 
 
 def all_parsers():

@@ -20,13 +20,20 @@ def test_world_then_validate(tmp_path, capsys):
     assert capsys.readouterr().out.count("ok ") == 7
 
 
-def test_convert_then_build_stage1_and_stage2(tmp_path):
+def test_convert_rwku_then_build_stage1_and_stage2(tmp_path, capsys):
     out = tmp_path / "rwku"
     assert rerule(["data", "convert", "rwku", str(SOURCES / "rwku" / "7_Mira_Holt"), "--out-dir", str(out)]) == 0
-    assert rerule(["data", "stage1", "--forget", str(out / "forget.jsonl"), "--out", str(tmp_path / "s1.jsonl")]) == 0
-    assert len(read_jsonl(tmp_path / "s1.jsonl", "stage1")) == 3  # 3 probes; answers too short to derive blanks
-    assert rerule(["data", "stage2", "--forget", str(out / "forget.jsonl"), "--boundary", str(out / "neighbor.jsonl"),
-                   "--ratio", "1", "--out", str(tmp_path / "s2.jsonl")]) == 0
+    # 3 reject.json questions + 2 passage blanks, of which one question and one blank repeat a probe
+    assert "3 training forget rows: 3 from reject.json, 2 from passage.json; 2 dropped" in capsys.readouterr().out
+    assert [len(read_jsonl(out / "eval" / f"{k}.jsonl", "eval")) for k in ("forget", "neighbor")] == [3, 1]
+    probes = ["--eval", str(out / "eval" / "forget.jsonl"), str(out / "eval" / "neighbor.jsonl")]
+    assert rerule(["data", "stage1", "--forget", str(out / "train" / "forget.jsonl"), "--out", str(tmp_path / "s1.jsonl"),
+                   *probes]) == 0
+    assert len(read_jsonl(tmp_path / "s1.jsonl", "stage1")) == 3  # no blank derived: answers shorter than 4 words
+    (tmp_path / "boundary.jsonl").write_text(json.dumps({"prompt": "Which literary prize did Jonas Vell win?",
+                                                         "answer": "None", "kind": "boundary", "subject": "Jonas Vell"}) + "\n")
+    assert rerule(["data", "stage2", "--forget", str(out / "train" / "forget.jsonl"), "--boundary",
+                   str(tmp_path / "boundary.jsonl"), "--out", str(tmp_path / "s2.jsonl"), *probes]) == 0
     kinds = [r["kind"] for r in read_jsonl(tmp_path / "s2.jsonl", "stage2")]
     assert kinds.count("forget") == 3 and kinds.count("boundary") == 1
 

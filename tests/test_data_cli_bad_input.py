@@ -92,6 +92,16 @@ BAD_FLAGS = [
     (["tiny_model", "--texts", "{d}/nowhere.txt", "--out", "{d}/m"], "no such file"),
     (["tiny_model", "--out", "{d}/m"], "--texts"),
     (["frobnicate"], "invalid choice"),
+    (["stage1", "--forget", "{d}/good.jsonl", "--out", "{d}/o.jsonl", "--eval", "{d}/nowhere.json"], "nowhere.json"),
+    (["stage1", "--forget", "{d}/good.jsonl", "--out", "{d}/o.jsonl", "--prompt_format", "rule_muse"], "--icl"),
+    (["stage1", "--forget", "{d}/good.jsonl", "--out", "{d}/o.jsonl", "--icl", "{d}/good.jsonl"], "--prompt_format"),
+    (["stage2", "--forget", "{d}/good.jsonl", "--boundary", "{d}/good.jsonl", "--out", "{d}/o.jsonl",
+      "--prompt_format", "rule_muse_label_leak", "--icl", "{d}/good.jsonl"], "--normal_icl"),
+    (["stage2", "--forget", "{d}/good.jsonl", "--boundary", "{d}/good.jsonl", "--out", "{d}/o.jsonl", "--steps", "0"],
+     "--steps"),
+    (["convert", "tofu", "{d}/good.jsonl", "--out", "{d}/o.jsonl", "--steps", "3"], "convert rule only"),
+    (["overlap", "{d}/good.jsonl"], "eval"),
+    (["overlap", "{d}/good.jsonl", "{d}/latin1.jsonl"], "line 2"),
 ]
 
 
@@ -114,38 +124,22 @@ def test_validate_reports_every_file(bad, capsys):
     assert lines[3] == "3 of 4 files have errors"
 
 
-def test_rwku_first_hour(tmp_path, capsys):
-    """convert -> stage1 (says what it derived and dropped) -> stage2 with the neighbour set -> tiny model -> train."""
+def test_rwku_stage1_counts_and_the_offline_boundary_hint(tmp_path, capsys):
+    """convert (corpus side for training) -> stage1 says what it derived and dropped; offline swapping on real RWKU
+    questions says it cannot work and points to online synthesis, never to the neighbour probes.
+    (The whole first hour, as documented, is tests/test_data_protocol.py::test_rwku_first_hour.)"""
     d = tmp_path / "rwku"
     code, out, _ = run(["data", "convert", "rwku", str(SOURCES / "rwku" / "7_Mira_Holt"), "--out_dir", str(d)], capsys)
-    assert code == 0 and f"--boundary {d}/neighbor.jsonl" in out
-    forget = read_jsonl(d / "forget.jsonl", "eval")
+    assert code == 0 and "EVALUATION ONLY" in out and f"--eval {d}/eval/forget.jsonl {d}/eval/neighbor.jsonl" in out
+    forget = read_jsonl(d / "train" / "forget.jsonl", "eval")
     # a duplicate forget prompt must be reported as dropped
     (d / "forget_dup.jsonl").write_text("".join(json.dumps(r) + "\n" for r in forget + forget[:1]))
     code, out, _ = run(["data", "stage1", "--forget", str(d / "forget_dup.jsonl"), "--out", str(d / "s1.jsonl")], capsys)
     blanks = sum("___" in r["prompt"] for r in forget + forget[:1])
     assert code == 0 and f"from {len(forget) + 1} forget rows" in out
     assert f"{blanks} of them are already fill-in-the-blank" in out and "1 prompts dropped as duplicates" in out
-    assert len(read_jsonl(d / "s1.jsonl", "stage1")) == len(forget)
-    # offline swapping cannot work on real RWKU prompts: it says so and names the one-command path
-    code, _, err = run(["data", "boundary", "--offline", "--forget", str(d / "forget.jsonl"), "--neighbours",
-                        str(d / "neighbor.jsonl"), "--out", str(d / "b.jsonl")], capsys)
-    assert code == 2 and "--boundary" in err and "neighbor.jsonl" in err and not (d / "b.jsonl").exists()
-    code, _, _ = run(["data", "stage2", "--forget", str(d / "forget.jsonl"), "--boundary", str(d / "neighbor.jsonl"),
-                      "--out", str(d / "s2.jsonl")], capsys)
-    assert code == 0
-    # a tiny model whose vocabulary covers these files (and the refusal templates), then both stages on it
-    code, out, _ = run(["data", "tiny_model", "--texts", str(d / "s1.jsonl"), str(d / "s2.jsonl"), "--out",
-                        str(tmp_path / "model"), "--hidden-size", "16", "--num_layers", "1", "--num_heads", "2"], capsys)
-    assert code == 0 and "parameters" in out
-    from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(tmp_path / "model")
-    words = {w for r in read_jsonl(d / "s2.jsonl", "stage2") for w in tok.tokenize(r["prompt"])}
-    assert tok.unk_token not in words
-    common = ["--no_progress", "--no_tensorboard", "--cpu_threads", "1"]
-    assert rerule(["train", "stage1", "--model", str(tmp_path / "model"), "--data", str(d / "s1.jsonl"), "--out",
-                   str(tmp_path / "s1"), "--epochs", "1", *common]) == 0
-    assert rerule(["train", "stage2", "--model", str(tmp_path / "s1" / "final"), "--data", str(d / "s2.jsonl"),
-                   "--out", str(tmp_path / "s2"), "--steps", "1", "--rollout_batch", "2", "--n_samples", "2",
-                   "--max_new_tokens", "4", *common]) == 0
-    assert (tmp_path / "s2" / "final" / "config.json").is_file()
+    assert len(read_jsonl(d / "s1.jsonl", "stage1")) == len(forget)  # the questions' "answers" are too short to cut
+    code, _, err = run(["data", "boundary", "--offline", "--forget", str(d / "train" / "forget.jsonl"), "--neighbours",
+                        str(d / "eval" / "neighbor.jsonl"), "--out", str(d / "b.jsonl")], capsys)
+    assert code == 2 and "rerule data boundary --forget" in err and "never boundary data" in err
+    assert not (d / "b.jsonl").exists()

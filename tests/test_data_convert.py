@@ -7,8 +7,8 @@ import pytest
 
 from openrlhf_rerule.data import DataError, validate_rows
 from openrlhf_rerule.data.builders import prompt_id
-from openrlhf_rerule.data.convert import (from_muse, from_rule_stage1, from_rule_stage2, from_rwku, from_tofu,
-                                          guess_subject)
+from openrlhf_rerule.data.convert import (from_muse, from_muse_raw, from_rule_stage1, from_rule_stage2, from_rwku,
+                                          from_rwku_corpus, from_tofu, guess_subject)
 
 SOURCES = Path(__file__).parent / "data" / "sources"
 
@@ -108,3 +108,24 @@ def test_wrong_rule_label_and_empty_source(tmp_path):
     (rwku / "forget_level1.json").write_text('[\n {"query": "q ___", "answer": "a"},\n {"answer": "b"}\n]')
     with pytest.raises(DataError, match="forget_level1.json, line 3, field 'query'"):
         from_rwku(rwku)
+
+
+def test_rwku_corpus_side():
+    rows, counts = from_rwku_corpus(SOURCES / "rwku" / "7_Mira_Holt")
+    validate_rows(rows, "eval")
+    assert counts == {"reject.json": 3, "passage.json": 2}
+    assert rows[0] == {"prompt": "What is the title of the first novel Mira Holt published, a story set in an orchard by "
+                                 "the sea?", "answer": "Mira Holt", "kind": "forget", "subject": "Mira Holt",
+                       "source": "reject.json"}
+    # the first sentence of >= 8 words ("Holt." is one word): 13 words, cut after ceil(0.6 * 13) = 8
+    assert rows[4]["prompt"] == "Her novels follow families who keep orchards through ___"
+    assert rows[4]["answer"] == "Her novels follow families who keep orchards through long winters and dry summers."
+
+
+def test_muse_raw_chunks(tmp_path):
+    (tmp_path / "forget.txt").write_text(" ".join(f"w{i}" for i in range(25)))
+    rows = from_muse_raw(tmp_path / "forget.txt", subject="Harry Potter", chunk_words=10, answer_words=3)
+    validate_rows(rows, "eval")
+    assert [r["prompt"].split()[0] for r in rows] == ["w0", "w10"]  # w20..w24: no full chunk with an answer after it
+    assert rows[1] == {"prompt": " ".join(f"w{i}" for i in range(10, 20)), "answer": "w20 w21 w22", "kind": "forget",
+                       "subject": "Harry Potter", "mode": "completion"}

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from openrlhf_rerule.local.demo import hard_case_gap, main
+from openrlhf_rerule.experiments.demo import hard_case_gap, main
 
 
 def test_hard_case_gap_units_are_worlds_or_with_one_world_seeds():

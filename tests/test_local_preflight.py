@@ -124,7 +124,7 @@ def test_model_directory_without_config_is_refused(files, tmp_path, capsys, no_m
 
 
 def test_debug_shows_the_traceback(files, tmp_path, no_model_loading):
-    from openrlhf_rerule.cli import UserError
+    from openrlhf_rerule.cli_convention import UserError
     with pytest.raises(UserError, match="--n_samples"):
         main(stage2_args(files, tmp_path / "run", "--n_samples", "1", "--debug"))
 

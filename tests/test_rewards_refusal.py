@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from openrlhf_rerule.rewards import is_refusal
-from openrlhf_rerule.rewards.refusal import evaluate, main
+from openrlhf_rerule.rewards.__main__ import main
+from openrlhf_rerule.rewards.refusal import evaluate
 
 DATA = Path(__file__).parent / "data"
 DOCS = Path(__file__).parents[1] / "docs" / "data.md"

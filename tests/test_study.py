@@ -8,8 +8,8 @@ import math
 import pytest
 
 from openrlhf_rerule.data.world import build_world
-from openrlhf_rerule.local.report import hard_case_rewards, mean_std
-from openrlhf_rerule.local.study import cost_to_target, main, parse_levels, smoothed_hard_reward
+from openrlhf_rerule.experiments.report import hard_case_rewards, mean_std
+from openrlhf_rerule.experiments.study import cost_to_target, main, parse_levels, smoothed_hard_reward
 from openrlhf_rerule.rewards import is_refusal
 
 

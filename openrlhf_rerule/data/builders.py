@@ -22,6 +22,11 @@ def prompt_id(kind: str, prompt: str) -> str:
     return f"{kind}-{hashlib.sha1(prompt.encode('utf-8')).hexdigest()[:12]}"
 
 
+def row_mode(row: dict) -> dict:
+    """RULE's MUSE rows are "qa" or "completion" (the prompt format depends on it): carried over when given."""
+    return {"mode": row["mode"]} if "mode" in row else {}
+
+
 def cloze_from_answer(answer: str, keep_fraction: float = 0.6) -> str | None:
     """A Type-I completion prompt from a sentence answer; None when the answer is too short to cut."""
     words = answer.split()
@@ -37,11 +42,13 @@ def build_stage1(forget_rows: list[dict], seed: int = 0, templates: list[str] | 
     rng = random.Random(seed)
     templates = templates or refusal_templates()
     rows, seen = [], set()
-    tally = dict.fromkeys(("blank_in_prompt", "blank_derived", "answer_too_short", "duplicate_dropped"), 0)
+    tally = dict.fromkeys(("blank_in_prompt", "completion", "blank_derived", "answer_too_short", "duplicate_dropped"), 0)
     for row in forget_rows:
         prompts = [row["prompt"]]
         if BLANK in row["prompt"]:
             tally["blank_in_prompt"] += 1
+        elif row.get("mode") == "completion":  # a corpus chunk is already a Type-I (completion) prompt
+            tally["completion"] += 1
         elif cloze_from_answers:
             prompts.append(cloze_from_answer(row["answer"]))
             tally["blank_derived" if prompts[-1] else "answer_too_short"] += 1
@@ -51,7 +58,8 @@ def build_stage1(forget_rows: list[dict], seed: int = 0, templates: list[str] | 
             if prompt and prompt not in seen:
                 seen.add(prompt)
                 response = pick_refusal(rng, row.get("subject", ""), templates, named_share)
-                rows.append({"prompt": prompt, "response": response, "subject": row.get("subject", "")})
+                rows.append({"prompt": prompt, "response": response, "subject": row.get("subject", ""),
+                             **row_mode(row)})
     if counts is not None:
         counts.update(tally)
     return rows
@@ -82,11 +90,11 @@ def build_stage2(forget_rows: list[dict], boundary_rows: list[dict], ratio: floa
         subject = row.get("subject", "")
         label = ["<reject>", pick_refusal(rng, subject, templates, named_share)] + ([subject] if subject else [])
         rows.append({"prompt": row["prompt"], "label": json.dumps(label), "prompt_id": prompt_id("forget", row["prompt"]),
-                     "kind": "forget"})
+                     "kind": "forget", **row_mode(row)})
     for kind, pool, share in (("boundary", boundary, ratio), ("retain", retain, retain_ratio)):
         chosen = rng.sample(pool, min(len(pool), round(share * len(forget))))
         rows += [{"prompt": r["prompt"], "label": json.dumps(["<normal>", r["answer"]]),
-                  "prompt_id": prompt_id(kind, r["prompt"]), "kind": kind} for r in chosen]
+                  "prompt_id": prompt_id(kind, r["prompt"]), "kind": kind, **row_mode(r)} for r in chosen]
     rng.shuffle(rows)
     return rows
 
@@ -99,3 +107,19 @@ def split_heldout(rows: list[dict], fraction: float, seed: int = 0) -> tuple[lis
     random.Random(seed).shuffle(order)
     held = set(order[: round(fraction * len(rows))])
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def whole_batches(rows: list[dict], steps: int, rollout_batch: int, seed: int = 0) -> list[dict]:
+    """Exactly `steps * rollout_batch` rows: seeded shuffled passes over `rows`, each pass a fresh permutation, cut
+    at the total, so every row is used once before any is used again. A row's k-th repeat is a copy with
+    "repeat": k and the same prompt_id (the replay buffer's retirement and the hard-case report group by
+    prompt_id: a repeated prompt is the same prompt)."""
+    if not rows:
+        raise ValueError("no rows to fill batches with")
+    rng, total, out, passes = random.Random(seed), steps * rollout_batch, [], 0
+    while len(out) < total:
+        order = list(range(len(rows)))
+        rng.shuffle(order)
+        out += [dict(rows[i], repeat=passes) if passes else rows[i] for i in order[: total - len(out)]]
+        passes += 1
+    return out

@@ -7,9 +7,11 @@ message names the file, the line and the field (exit code 2).
 import json
 import sys
 
+from dataclasses import replace
 from pathlib import Path
 
-from openrlhf_rerule.cli import Parser, UserError, number, user_errors
+from openrlhf_rerule.cli_convention import Parser, UserError, number, user_errors
+from openrlhf_rerule.rewards.rule import parse_label
 
 from .schema import SCHEMAS, DataError, read_jsonl, read_records, read_text, write_jsonl
 
@@ -18,20 +20,94 @@ EPILOG = """file kinds (jsonl, one object a line):
   stage2  {"prompt", "label", "prompt_id", "kind"}               GRPO prompts; label = JSON of RULE's solution list
   eval    {"prompt", "answer", "kind", "subject"}                evaluation QA; input of stage1 / stage2 / boundary
 
-typical pipeline:
+typical pipeline (your own forget set; evaluation files only ever go to --eval):
   rerule data convert tofu forget01_perturbed.json --kind forget --out data/forget.jsonl
   rerule data boundary --forget data/forget.jsonl --out data/boundary.jsonl --cache data/boundary_cache.jsonl
-  rerule data stage1 --forget data/forget.jsonl --out data/stage1.jsonl
-  rerule data stage2 --forget data/forget.jsonl --boundary data/boundary.jsonl --ratio 1 --out data/stage2.jsonl
+  rerule data stage1 --forget data/forget.jsonl --out data/stage1.jsonl --eval retain_perturbed.json
+  rerule data stage2 --forget data/forget.jsonl --boundary data/boundary.jsonl --out data/stage2.jsonl \
+      --eval retain_perturbed.json real_authors_perturbed.json world_facts_perturbed.json --steps 11 --rollout_batch 32
   rerule data validate data/*.jsonl
   rerule data tiny_model --texts data/*.jsonl --out runs/tiny     (a small untrained model for a first trial)
 
-RWKU: the benchmark's neighbour set is the boundary set (as in the RULE authors' RWKU data):
-  rerule data convert rwku RWKU/Target/1_Stephen_King --out_dir data/rwku
-  rerule data stage2 --forget data/rwku/forget.jsonl --boundary data/rwku/neighbor.jsonl --out data/rwku/stage2.jsonl
+RWKU: training rows come from the target's corpus side, the probes are evaluation-only:
+  rerule data convert rwku RWKU/Target/1_Stephen_King --out_dir data/rwku    (train/forget.jsonl, eval/*.jsonl)
+  rerule data boundary --forget data/rwku/train/forget.jsonl --out data/rwku/train/boundary.jsonl
+  rerule data stage2 --forget data/rwku/train/forget.jsonl --boundary data/rwku/train/boundary.jsonl \
+      --out data/rwku/stage2.jsonl --eval data/rwku/eval/forget.jsonl data/rwku/eval/neighbor.jsonl
+
+Check any training file against evaluation files (ours or the released layouts):
+  rerule data overlap data/rwku/stage2.jsonl RWKU/Target/1_Stephen_King/forget_level*.json
 
 Flags use underscores (--out_dir); the hyphen spelling (--out-dir) is accepted too.
 """
+
+
+def check_eval_overlap(rows: list[dict], out, args, sources: list) -> dict:
+    """Refuse training rows whose prompt repeats an evaluation prompt of --eval (one line naming both files and
+    lines: the input file a prompt came from, or OUT and its line-to-be for a derived prompt), unless
+    --allow_eval_overlap; returns what the sidecar records. Run on the unformatted prompts: a few-shot block is
+    shared with evaluation on purpose."""
+    from .overlap import NEAR_THRESHOLD, NGRAM, Prompt, find_overlaps, read_prompts
+
+    if not args.eval:
+        return {"eval_files": []}
+    probes = [p for path in args.eval for p in read_prompts(path)]
+    origin = {}
+    for path in reversed(sources):  # the first file that holds a prompt names it
+        origin.update({p.text: p for p in reversed(read_prompts(path))})
+    train = [Prompt(f"{out} (to be written)", line, row["prompt"]) for line, row in enumerate(rows, 1)]
+    hits = [replace(h, train=origin.get(h.train.text, h.train)) for h in find_overlaps(train, probes)]
+    if hits and not args.allow_eval_overlap:
+        raise UserError(f"{hits[0].message()} ({len(hits)} overlapping pairs in all: `rerule data overlap` lists "
+                        "them; --allow_eval_overlap writes anyway and records it in the .meta.json sidecar)")
+    if hits:
+        print(f"warning: {len(hits)} training prompts overlap evaluation prompts (--allow_eval_overlap): "
+              f"{hits[0].message()}", file=sys.stderr)
+    return {"eval_files": [str(p) for p in args.eval], "eval_prompts": len(probes), "ngram": NGRAM,
+            "near_threshold": NEAR_THRESHOLD, "overlaps_exact": sum(h.kind == "exact" for h in hits),
+            "overlaps_near": sum(h.kind == "near" for h in hits), "allow_eval_overlap": args.allow_eval_overlap,
+            "overlap_examples": [h.message() for h in hits[:5]]}
+
+
+def format_prompts(rows: list[dict], args, label_of) -> list[dict]:
+    """--prompt_format applied to the rows' prompts (templates.apply_prompt_format)."""
+    from .templates import apply_prompt_format
+
+    icl = read_records(args.icl) if args.icl else []
+    normal_icl = read_records(args.normal_icl) if args.normal_icl else []
+    return apply_prompt_format(rows, args.prompt_format, icl, normal_icl, args.bos, label_of)
+
+
+def fill_batches(rows: list[dict], args) -> list[dict]:
+    """Stage 2 rows cut / cycled to exactly --steps x --rollout_batch, or a warning when the last rollout batch
+    of the paper's size (32) would be short."""
+    from .builders import whole_batches
+
+    if args.steps:
+        out = whole_batches(rows, args.steps, args.rollout_batch, seed=args.seed)
+        repeats = sum(1 for r in out if r.get("repeat"))
+        print(f"whole batches: {len(out)} = {args.steps} steps x {args.rollout_batch} prompts from {len(rows)} rows "
+              f"({min(len(rows), len(out))} distinct, {repeats} repeats)")
+        return out
+    if len(rows) % 32:
+        print(f"warning: {len(rows)} prompts are not a multiple of 32 (the paper's rollout batch): at rollout batch "
+              f"32 each pass ends with a short batch of {len(rows) % 32} prompts; --steps S --rollout_batch 32 writes "
+              f"exactly S x 32 (RULE's dataloader drops the short batch)", file=sys.stderr)
+    return rows
+
+
+def write_with_sidecar(out, rows: list[dict], kind: str, meta: dict) -> Path:
+    """The rows, then `<out>.meta.json` beside them (both atomically): how the file was made and checked."""
+    from openrlhf_rerule.atomic import atomic_path
+
+    # OpenRLHF loads the file with `datasets`' JSON reader, which wants the same fields in every row
+    for key, default in (("mode", "qa"), ("repeat", 0)):
+        if any(key in row for row in rows):
+            rows = [{key: default, **row} for row in rows]
+    path = write_jsonl(out, rows, kind)
+    with atomic_path(Path(f"{out}.meta.json")) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
 
 
 def cmd_world(args):
@@ -51,9 +127,13 @@ def cmd_stage1(args):
     forget, counts = read_jsonl(args.forget, "eval"), {}
     rows = build_stage1(forget, seed=args.seed, cloze_from_answers=args.cloze, named_share=args.named_share,
                         counts=counts)
-    print(f"wrote {write_jsonl(args.out, rows, 'stage1')} ({len(rows)} rows) from {len(forget)} forget rows:")
-    print(f"  {len(forget)} QA prompts (Type-II); {counts['blank_in_prompt']} of them are already fill-in-the-blank "
-          "(contain ___)")
+    meta = {"command": "stage1", "forget": args.forget, "prompt_format": args.prompt_format,
+            **check_eval_overlap(rows, args.out, args, [args.forget])}
+    rows = format_prompts(rows, args, label_of=lambda row: "<reject>")
+    path = write_with_sidecar(args.out, rows, "stage1", meta)
+    print(f"wrote {path} ({len(rows)} rows) from {len(forget)} forget rows:")
+    print(f"  {len(forget)} prompts; {counts['blank_in_prompt']} of them are already fill-in-the-blank (contain ___), "
+          f"{counts['completion']} are corpus completions (mode completion), the others QA (Type-II)")
     if args.cloze:
         print(f"  {counts['blank_derived']} fill-in-the-blank prompts (Type-I) derived by cutting the answer; "
               f"{counts['answer_too_short']} answers too short (< 4 words) to cut, no blank for those")
@@ -68,8 +148,14 @@ def cmd_stage2(args):
     rows = build_stage2(read_jsonl(args.forget, "eval"), read_jsonl(args.boundary, "eval"), ratio=args.ratio,
                         seed=args.seed, retain_rows=read_jsonl(args.retain, "eval") if args.retain else [],
                         retain_ratio=args.retain_ratio)
+    sources = [args.forget, args.boundary] + ([args.retain] if args.retain else [])
+    meta = {"command": "stage2", "forget": args.forget, "boundary": args.boundary,
+            "prompt_format": args.prompt_format, "steps": args.steps, "rollout_batch": args.rollout_batch,
+            **check_eval_overlap(rows, args.out, args, sources)}
+    rows = fill_batches(rows, args)
+    rows = format_prompts(rows, args, label_of=lambda row: parse_label(row["label"])[0])
     counts = {k: sum(r["kind"] == k for r in rows) for k in ("forget", "boundary", "retain")}
-    print(f"wrote {write_jsonl(args.out, rows, 'stage2')} ({counts})")
+    print(f"wrote {write_with_sidecar(args.out, rows, 'stage2', meta)} ({counts})")
 
 
 def cmd_split(args):
@@ -80,28 +166,82 @@ def cmd_split(args):
     print(f"wrote {write_jsonl(args.heldout_out, heldout, 'eval')} ({len(heldout)} rows)")
 
 
+def convert_rwku(folder, out_dir: Path) -> None:
+    """The probes -> out_dir/eval/ (evaluation only), the corpus side -> out_dir/train/forget.jsonl, minus any
+    corpus row that overlaps a probe of this target."""
+    from . import convert
+    from .overlap import Prompt, find_overlaps, read_prompts
+
+    probes = convert.from_rwku(folder)
+    train, counts = convert.from_rwku_corpus(folder)
+    probe_files = sorted(Path(folder).glob("forget_level*.json")) + sorted(Path(folder).glob("neighbor_level*.json"))
+    corpus = [Prompt("corpus", i, row["prompt"]) for i, row in enumerate(train)]
+    leaking = {h.train.line for h in find_overlaps(corpus, [p for f in probe_files for p in read_prompts(f)])}
+    train = [row for i, row in enumerate(train) if i not in leaking]
+    for kind in ("forget", "neighbor"):
+        subset = [r for r in probes if r["kind"] == kind]
+        if subset:
+            path = write_jsonl(out_dir / "eval" / f"{kind}.jsonl", subset, "eval")
+            print(f"wrote {path} ({len(subset)} {kind} probes: EVALUATION ONLY, pass it to --eval, never train on it)")
+    if not train:
+        print(f"{folder}: no training rows (no reject.json / passage.json, or all of them overlap a probe): bring "
+              "your own forget questions about the target")
+        return
+    sources = ", ".join(f"{n} from {name}" for name, n in counts.items())
+    path = write_jsonl(out_dir / "train" / "forget.jsonl", train, "eval")
+    print(f"wrote {path} ({len(train)} training forget rows: {sources}; {len(leaking)} dropped as overlapping a probe)")
+    print(f"next: boundary questions by entity swap (rerule data boundary --forget {path} --out "
+          f"{out_dir}/train/boundary.jsonl), then rerule data stage1 / stage2 with --eval {out_dir}/eval/forget.jsonl "
+          f"{out_dir}/eval/neighbor.jsonl")
+
+
 def cmd_convert(args):
     from . import convert
 
     if args.source == "rwku":
-        rows = convert.from_rwku(args.input)
-        for kind in ("forget", "neighbor"):
-            subset = [r for r in rows if r["kind"] == kind]
-            if subset:
-                print(f"wrote {write_jsonl(f'{args.out_dir}/{kind}.jsonl', subset, 'eval')} ({len(subset)} rows)")
-        if any(r["kind"] == "neighbor" for r in rows):
-            print(f"next (the neighbour set as boundary prompts): rerule data stage2 --forget {args.out_dir}/forget.jsonl "
-                  f"--boundary {args.out_dir}/neighbor.jsonl --out {args.out_dir}/stage2.jsonl")
+        convert_rwku(args.input, Path(args.out_dir))
         return
     if args.source == "rule":  # Stage 1 or Stage 2 file, told apart by its fields
         stage2 = "solution" in read_records(args.input)[0]
         rows = convert.from_rule_stage2(args.input) if stage2 else convert.from_rule_stage1(args.input)
         kind = "stage2" if stage2 else "stage1"
-    elif args.source == "tofu":
+        if args.steps and not stage2:
+            raise UserError("--steps / --rollout_batch apply to Stage 2 files; this is a Stage 1 file")
+        meta = {"command": "convert rule", "input": args.input, "prompt_format": args.prompt_format,
+                "steps": args.steps, "rollout_batch": args.rollout_batch,
+                **check_eval_overlap(rows, args.out, args, [args.input])}
+        if stage2:
+            rows = fill_batches(rows, args)
+        rows = format_prompts(rows, args, label_of=lambda row: parse_label(row["label"])[0] if stage2 else "<reject>")
+        print(f"wrote {write_with_sidecar(args.out, rows, kind, meta)} ({len(rows)} {kind} rows)")
+        return
+    if args.source == "tofu":
         rows, kind = convert.from_tofu(args.input, args.kind, args.subject), "eval"
+    elif args.source == "muse_raw":
+        rows, kind = convert.from_muse_raw(args.input, args.subject or "", args.chunk_words), "eval"
     else:
         rows, kind = convert.from_muse(args.input, args.kind, args.subject or ""), "eval"
     print(f"wrote {write_jsonl(args.out, rows, kind)} ({len(rows)} {kind} rows)")
+
+
+def cmd_overlap(args):
+    """Per evaluation file: how many of its prompts a training prompt equals or is near, with examples."""
+    from .overlap import NEAR_THRESHOLD, NGRAM, find_overlaps, read_prompts
+
+    train = read_prompts(args.train)
+    print(f"{args.train}: {len(train)} training prompts; exact = equal after casefolding, removing punctuation and "
+          f"collapsing whitespace; near = >= {NEAR_THRESHOLD} of the shorter text's word {NGRAM}-grams shared")
+    for path in args.eval:
+        probes = read_prompts(path)
+        hits = find_overlaps(train, probes)
+        exact = {h.probe for h in hits if h.kind == "exact"}
+        near = {h.probe for h in hits if h.kind == "near"} - exact
+        trained = {h.train for h in hits}
+        print(f"  {path}: {len(probes)} prompts; {len(exact)} with an exact copy in training, {len(near)} more "
+              f"with a near one; {len(trained)} training prompts involved")
+        for hit in hits[: args.examples]:
+            print(f"    {hit.kind} (score {hit.score:.2f}): train {hit.train.where} {hit.train.text[:80]!r} ~ "
+                  f"eval {hit.probe.where} {hit.probe.text[:80]!r}")
 
 
 def cmd_validate(args):
@@ -132,9 +272,10 @@ def cmd_boundary(args):
         if not rows:
             raise UserError(
                 f"no boundary rows: for none of the forget prompts does a neighbour of {args.neighbours} have the same "
-                "question with its own name (offline swapping needs templated QA, like the synthetic world's). "
-                "With real benchmark data use the neighbour QA itself as the boundary set: rerule data stage2 "
-                f"--forget {args.forget} --boundary {args.neighbours} --out stage2.jsonl (RWKU: neighbor.jsonl)")
+                "question with its own name (offline swapping needs your own QA about neighbouring entities in the "
+                "forget prompts' templates, like the synthetic world's). Otherwise synthesise them online: rerule "
+                f"data boundary --forget {args.forget} --out {args.out} (a benchmark's neighbour probes, e.g. RWKU's "
+                "neighbor_level*.json, are an evaluation set: never boundary data)")
     else:
         from .boundary import BoundaryClient
 
@@ -184,6 +325,32 @@ def cmd_tiny_model(args):
           "become <unk>. Next: rerule train stage1 --model {out} ...".replace("{out}", str(out)))
 
 
+def add_training_file_args(p, stage2: bool) -> None:
+    """The options of every command that writes a training file: the evaluation files it must not repeat, the
+    prompt format, and (Stage 2) whole rollout batches."""
+    from .templates import PROMPT_FORMATS
+
+    p.add_argument("--eval", nargs="+", default=[], metavar="FILE",
+                   help="evaluation files (ours or the released layouts): refuse a training prompt equal to one of "
+                        "their prompts after normalisation, or sharing >= 0.5 of the shorter one's word 8-grams")
+    p.add_argument("--allow_eval_overlap", action="store_true",
+                   help="write despite overlaps (recorded in OUT.meta.json)")
+    p.add_argument("--prompt_format", choices=PROMPT_FORMATS, default="plain",
+                   help="plain: the prompt as is; rule_muse: RULE's MUSE prompt (BOS, the --icl few-shot block, "
+                        "'Question: q\\nAnswer: ' or 'Completion: text\\nAnswer: ') with one block for every row; "
+                        "rule_muse_label_leak: the authors' Stage 2, --normal_icl's block for <normal> rows (the block "
+                        "gives the label away)")
+    p.add_argument("--icl", metavar="FILE", help="few-shot {question, answer} examples (MUSE knowmem/forget_qa_icl.json)")
+    p.add_argument("--normal_icl", metavar="FILE",
+                   help="rule_muse_label_leak: the block of <normal> rows (MUSE knowmem/retain_qa_icl.json)")
+    p.add_argument("--bos", default="<s>", help="text put first by the rule_muse formats (Llama-2's BOS: OpenRLHF "
+                                                "tokenizes prompts without special tokens)")
+    if stage2:
+        p.add_argument("--steps", type=number(int, 1), help="write exactly STEPS x ROLLOUT_BATCH prompts (seeded "
+                                                              "shuffled passes over the rows)")
+        p.add_argument("--rollout_batch", type=number(int, 1), default=32, help="prompts per rollout batch")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="rerule data", description=__doc__.split("\n\n")[0], epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -205,6 +372,7 @@ def build_parser() -> Parser:
     p.add_argument("--no_cloze", dest="cloze", action="store_false",
                    help="do not derive fill-in-the-blank prompts from the answers (default: derive them)")
     p.add_argument("--named_share", type=number(float, 0, 1), default=0.5, help="share of refusals that name the target")
+    add_training_file_args(p, stage2=False)
     p.set_defaults(func=cmd_stage1)
 
     p = sub.add_parser("stage2", help="GRPO prompt rows mixing forget (<reject>) and boundary (<normal>) prompts")
@@ -215,6 +383,7 @@ def build_parser() -> Parser:
     p.add_argument("--retain_ratio", type=number(float, 0), default=0.0, help="retain prompts per forget prompt")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
+    add_training_file_args(p, stage2=True)
     p.set_defaults(func=cmd_stage2)
 
     p = sub.add_parser("split", help="hold out a random fraction of eval rows (evaluation-only prompts)")
@@ -226,15 +395,26 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("convert", help="convert RULE / TOFU / MUSE / RWKU releases into our files")
-    p.add_argument("source", choices=["rule", "tofu", "muse", "rwku"],
+    p.add_argument("source", choices=["rule", "tofu", "muse", "muse_raw", "rwku"],
                    help="rule: the authors' Stage 1 or Stage 2 JSON array -> stage1 / stage2; tofu, muse: QA -> eval; "
-                        "rwku: a target folder -> OUT_DIR/forget.jsonl and OUT_DIR/neighbor.jsonl")
+                        "muse_raw: MUSE's raw/forget.txt -> completion rows (training side); "
+                        "rwku: a target folder -> OUT_DIR/train/forget.jsonl (corpus side: reject.json questions, "
+                        "passage.json blanks) and OUT_DIR/eval/{forget,neighbor}.jsonl (the probes, evaluation only)")
     p.add_argument("input", help="source JSON file (an RWKU target folder for rwku)")
     p.add_argument("--out", help="output jsonl (rule, tofu, muse)")
     p.add_argument("--out_dir", help="output directory (rwku)")
     p.add_argument("--kind", default="forget", help="eval kind of the rows: forget, retain, ... (tofu, muse)")
     p.add_argument("--subject", help="subject of every row (muse: e.g. 'Harry Potter'; tofu: default = extracted name)")
+    p.add_argument("--chunk_words", type=number(int, 8), default=300, help="muse_raw: words per completion prompt")
+    p.add_argument("--seed", type=int, default=0, help="rule: order of the whole-batch passes")
+    add_training_file_args(p, stage2=True)
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("overlap", help="exact and near overlap of a training file with evaluation files")
+    p.add_argument("train", help="training file: ours (jsonl) or a released layout (RULE Stage 1 / Stage 2 JSON)")
+    p.add_argument("eval", nargs="+", help="evaluation files: ours or released (RWKU level files, MUSE knowmem, ...)")
+    p.add_argument("--examples", type=number(int, 0), default=3, help="examples printed per evaluation file")
+    p.set_defaults(func=cmd_overlap)
 
     p = sub.add_parser("validate", help="check files against their schema (the check the trainers run)")
     p.add_argument("files", nargs="+")
@@ -271,8 +451,19 @@ def build_parser() -> Parser:
 @user_errors("rerule data")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "prompt_format"):  # the commands that write training files (add_training_file_args)
+        if args.prompt_format == "plain" and (args.icl or args.normal_icl):
+            raise UserError("--icl / --normal_icl need --prompt_format rule_muse or rule_muse_label_leak")
+        if args.prompt_format != "plain" and not args.icl:
+            raise UserError(f"--prompt_format {args.prompt_format} needs --icl FILE (the few-shot examples)")
+        if (args.prompt_format == "rule_muse_label_leak") != bool(args.normal_icl):
+            raise UserError("--normal_icl goes with --prompt_format rule_muse_label_leak (and it needs one)")
     if args.command == "convert" and (args.out_dir if args.source == "rwku" else args.out) is None:
         raise UserError(f"convert {args.source} needs {'--out_dir' if args.source == 'rwku' else '--out'}")
+    if args.command == "convert" and args.source != "rule" and (
+            args.eval or args.steps or args.prompt_format != "plain" or args.allow_eval_overlap):
+        raise UserError("--eval / --allow_eval_overlap / --steps / --prompt_format apply to convert rule only "
+                        "(the other converters write evaluation-format rows)")
     try:
         return args.func(args) or 0
     except RuntimeError as e:  # an endpoint that keeps failing (boundary synthesis): not the user's input

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from openrlhf_rerule.atomic import atomic_path
+from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.rewards.rule import LabelError, parse_label
 
 # field -> must the string be non-empty
@@ -27,8 +28,9 @@ MIXED_KINDS = {"sft": ("stage1", "text")}
 STAGE2_KINDS = {"forget": "<reject>", "boundary": "<normal>", "retain": "<normal>"}
 
 
-class DataError(ValueError):
-    """Bad input data; the message names the file, the line and the field (line 0: the file as a whole)."""
+class DataError(UserError, ValueError):
+    """Bad input data; the message names the file, the line and the field (line 0: the file as a whole).
+    A UserError, so every command reports it as one line with exit code 2."""
 
     def __init__(self, path, line, field, message):
         self.path, self.line, self.field = str(path), line, field
@@ -139,9 +141,18 @@ def validate_rows(rows: list, kind: str, path="<rows>") -> None:
                 raise DataError(path, line, "kind", f"must be one of {sorted(STAGE2_KINDS)}, got {row['kind']!r}")
             if tag != expected:
                 raise DataError(path, line, "label", f"a {row['kind']} prompt needs a {expected} label, got {tag}")
-            if row["prompt_id"] in seen_ids:
-                raise DataError(path, line, "prompt_id", f"duplicate of line {seen_ids[row['prompt_id']]}")
-            seen_ids[row["prompt_id"]] = line
+            first = seen_ids.get(row["prompt_id"])
+            if first is not None and not _is_repeat(row, rows[first - 1]):
+                raise DataError(path, line, "prompt_id", f"duplicate of line {first} (a deliberate repeat carries "
+                                "\"repeat\": k >= 1 and the same prompt, label and kind)")
+            seen_ids.setdefault(row["prompt_id"], line)
+
+
+def _is_repeat(row: dict, first: dict) -> bool:
+    """A whole-batch file repeats rows on purpose (builders.whole_batches): same prompt, label, kind, marked."""
+    repeat = row.get("repeat")
+    return (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 1
+            and all(row[k] == first[k] for k in ("prompt", "label", "kind")))
 
 
 def read_jsonl(path, kind: str | None = None) -> list[dict]:
@@ -173,8 +184,9 @@ def write_jsonl(path, rows: list[dict], kind: str) -> Path:
     return path
 
 
-def read_records(path) -> list[dict]:
-    """Source files of the converters: a JSON array, or JSON lines (TOFU's files are JSON lines)."""
+def read_records(path, allow_strings: bool = False) -> list:
+    """Source files of the converters: a JSON array, or JSON lines (TOFU's files are JSON lines). Records are
+    objects (with their 1-based line under "__line__"); `allow_strings` also accepts plain strings (MUSE privleak)."""
     path = Path(path)
     text = read_text(path)
     if not text.strip():
@@ -191,6 +203,8 @@ def read_records(path) -> list[dict]:
                 records.append(loads_record(line, path, line_no))
                 lines.append(line_no)
     for record, line in zip(records, lines):
+        if allow_strings and isinstance(record, str):
+            continue
         if not isinstance(record, dict):
             raise DataError(path, line, "(row)", f"expected a JSON object, got {type(record).__name__}")
         record["__line__"] = line

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from openrlhf_rerule.chat_endpoint import EndpointError
-from openrlhf_rerule.cli import Parser, number
+from openrlhf_rerule.cli_convention import Parser, number
 
 from .io import EvalDataError, Problems, finite_or_none, save_results
 
@@ -51,6 +51,10 @@ def build_parser() -> Parser:
                       choices=["verbmem_f", "knowmem_f", "knowmem_r", "privleak"], help="the subset to run")
     muse.add_argument("--verbmem_max_new_tokens", type=COUNT, default=128, help="VerbMem generation length")
     muse.add_argument("--knowmem_max_new_tokens", type=COUNT, default=32, help="KnowMem generation length")
+    muse.add_argument("--prompt_format", default="muse", choices=["muse", "rule_muse"],
+                      help="VerbMem prompts: muse = as muse_bench; rule_muse = as RULE's evaluation and the data "
+                           "commands' rule_muse formats, 'Completion: {text}\\nAnswer: ', cut at the first newline "
+                           "(KnowMem is the same 10-shot prompt either way)")
 
     rwku = sub.add_parser("rwku", help="RWKU: forget levels 1-3, neighbours 1-2, MIA, utility", description=__doc__)
     _add_common(rwku, "auto", "")
@@ -138,7 +142,7 @@ def run(args) -> tuple[dict, list]:
         from .muse import evaluate_muse
 
         return evaluate_muse(lm, args.data, args.corpus, args.metrics, args.verbmem_max_new_tokens,
-                             args.knowmem_max_new_tokens)
+                             args.knowmem_max_new_tokens, args.prompt_format)
     if args.benchmark == "rwku":
         from .rwku import evaluate_rwku
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import mannwhitneyu
 
+from openrlhf_rerule.data.templates import few_shot_block, format_prompt
+
 from .io import TEXT, Problems
 from .rouge import muse_rouge_f1
 from .scoring import LoadedModel, generate, text_logprobs
@@ -36,8 +38,14 @@ FILES = {
 # ---- formulas ---------------------------------------------------------------------------------------------
 
 def knowmem_prompt(question: str, icl: list[dict]) -> str:
-    shots = "".join(f"Question: {d['question']}\nAnswer: {d['answer']}\n\n" for d in icl)
-    return shots + f"Question: {question}\nAnswer: "
+    """MUSE's few-shot KnowMem prompt: the same strings as the training data's `rule_muse` prompt format."""
+    return format_prompt(question, "qa", few_shot_block(icl))
+
+
+def verbmem_prompt(prompt: str, prompt_format: str) -> str:
+    """muse_bench gives VerbMem prompts as they are; RULE's evaluation (verl/eval/eval_muse/verbmem.py) wraps them
+    as its training's completion rows, "Completion: {text}\nAnswer: ", and stops at the first newline."""
+    return format_prompt(prompt, "completion") if prompt_format == "rule_muse" else prompt
 
 
 def cut_at_stops(text: str, stops=KNOWMEM_STOPS) -> str:
@@ -79,9 +87,11 @@ def load_muse(data_dir, metrics=METRICS) -> dict:
     return data
 
 
-def _verbmem(lm, records, max_new_tokens):
-    outputs = generate(lm, [r["prompt"] for r in records], max_new_tokens, add_special_tokens=True,
-                       desc="muse verbmem")
+def _verbmem(lm, records, max_new_tokens, prompt_format="muse"):
+    outputs = generate(lm, [verbmem_prompt(r["prompt"], prompt_format) for r in records], max_new_tokens,
+                       add_special_tokens=True, desc="muse verbmem")
+    if prompt_format == "rule_muse":  # greedy decoding: cutting afterwards equals stopping there
+        outputs = [out.split("\n")[0] for out in outputs]
     items = []
     for r, out in zip(records, outputs):
         # The reference cuts the ground truth to its first max_new_tokens tokens (special tokens included).
@@ -113,13 +123,14 @@ def _privleak(lm, forget, holdout, corpus):
 
 
 def evaluate_muse(lm: LoadedModel, data_dir, corpus: str = "books", metrics=METRICS,
-                  verbmem_max_new_tokens: int = 128, knowmem_max_new_tokens: int = 32) -> tuple[dict, list]:
+                  verbmem_max_new_tokens: int = 128, knowmem_max_new_tokens: int = 32,
+                  prompt_format: str = "muse") -> tuple[dict, list]:
     if corpus not in AUC_RETRAIN:
         raise ValueError(f"--corpus must be one of {sorted(AUC_RETRAIN)}, got {corpus!r}")
     data = load_muse(data_dir, metrics)
-    summary, items = {"benchmark": "muse", "corpus": corpus}, []
+    summary, items = {"benchmark": "muse", "corpus": corpus, "prompt_format": prompt_format}, []
     if "verbmem_f" in metrics:
-        summary["verbmem_f"], its = _verbmem(lm, data["verbmem"], verbmem_max_new_tokens)
+        summary["verbmem_f"], its = _verbmem(lm, data["verbmem"], verbmem_max_new_tokens, prompt_format)
         items += its
     for which in ("forget", "retain"):
         if f"knowmem_{which[0]}" in metrics:

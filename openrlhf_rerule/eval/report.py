@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from openrlhf_rerule.cli import Parser
+from openrlhf_rerule.cli_convention import Parser
 
 from .io import EvalDataError, write_json_atomic
 from .published import PAPER, PUBLISHED

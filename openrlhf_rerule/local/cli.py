@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from openrlhf_rerule.cli import Parser, UserError, user_errors
+from openrlhf_rerule.cli_convention import Parser, UserError, user_errors
 from openrlhf_rerule.replay.config import PAPER_PRESETS, add_replay_arguments
 from openrlhf_rerule.rewards.refusal import MODES
 from openrlhf_rerule.rewards.rule import VARIANTS

@@ -127,7 +127,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, helps: dict | None 
     """One flag per field of a stage config (the nested ReplayConfig gets its flags from
     `openrlhf_rerule.replay.config.add_replay_arguments`). Booleans are switches as in OpenRLHF (`--x`; one that
     defaults to on is turned off with `--no_x`); `--x false` is accepted too. Every stage field is a plain
-    bool / int / float / str; `--help` shows the defaults (openrlhf_rerule.cli.HelpFormatter)."""
+    bool / int / float / str; `--help` shows the defaults (openrlhf_rerule.cli_convention.HelpFormatter)."""
     helps, choices = helps or {}, choices or {}
     hints = typing.get_type_hints(cls)
     group = parser.add_argument_group(cls.__name__)

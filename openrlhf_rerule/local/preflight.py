@@ -5,7 +5,7 @@ settings — and the only changes made to the run directory before training star
 Every problem is a UserError naming the flag (or a DataError naming file, line and field): the CLI prints it
 as one line with exit code 2, and nothing has been written to --out at that point.
 
-Run directory rules (issue 11: re-using a directory silently mixed two runs):
+Run directory rules (re-using a directory used to mix two runs' files silently):
 - a non-empty --out with no checkpoint to resume is refused, unless --overwrite (which deletes the previous
   run's own files, nothing else);
 - temporary directories of interrupted checkpoint writes (checkpoints/.tmp-*) are deleted on start;
@@ -21,7 +21,7 @@ import math
 import shutil
 from pathlib import Path
 
-from openrlhf_rerule.cli import UserError
+from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.data import DataError, read_jsonl
 from openrlhf_rerule.rewards.rule import parse_label
 

@@ -150,10 +150,10 @@ def start_stack() -> Stack:
 
 def learn_world(root: Path) -> dict:
     """The synthetic world and a tiny Llama that learned it (head_dim 32: vLLM-CPU's smallest), with the demo's
-    own recipe (openrlhf_rerule.local.demo), in this process."""
+    own recipe (openrlhf_rerule.experiments.demo), in this process."""
     from openrlhf_rerule.data.world import build_world
     from openrlhf_rerule.local.config import Stage1Config
-    from openrlhf_rerule.local.demo import LEARN_WORLD, WORLD, language_corpus
+    from openrlhf_rerule.experiments.demo import LEARN_WORLD, WORLD, language_corpus
     from openrlhf_rerule.local.sft import train_stage1
     from openrlhf_rerule.local.tiny import save_tiny_model
 

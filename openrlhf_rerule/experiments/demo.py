@@ -27,27 +27,27 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
+from openrlhf_rerule.cli_convention import Parser, number, user_errors
 from openrlhf_rerule.data import read_jsonl
 from openrlhf_rerule.data.world import build_world
+from openrlhf_rerule.local.config import Stage1Config, Stage2Config, parse_bool
+from openrlhf_rerule.local.evaluate import evaluate_model
+from openrlhf_rerule.local.grpo import GRPOTrainer
+from openrlhf_rerule.local.metrics import read_log
+from openrlhf_rerule.local.sft import train_stage1
+from openrlhf_rerule.local.tiny import save_tiny_model
 from openrlhf_rerule.replay import ReplayConfig
-from openrlhf_rerule.rewards import is_refusal
-from openrlhf_rerule.cli import Parser, number, user_errors
 from openrlhf_rerule.replay.config import HELP as REPLAY_HELP, add_replay_arguments
+from openrlhf_rerule.rewards import is_refusal
 
-from .config import Stage1Config, Stage2Config, parse_bool
-from .evaluate import evaluate_model
-from .grpo import GRPOTrainer
-from .metrics import read_log
 from .report import (METHODS, aggregate_eval, claim, hard_case_rewards, hardest_prompts, mean_metrics, mean_std,
                      plot_all, training_summary, write_report)
-from .sft import train_stage1
-from .tiny import save_tiny_model
 
 WORLD = dict(num_forget=6, num_boundary=6, num_retain=12, num_refusal_templates=2)
 # RULE's Stage 1 shape: refusal rows mixed with answered rows of retain people (6 extra people, in no evaluation
 # split, so eval/retain.jsonl still measures collateral damage). Refusal rows alone made Stage 1 generalise the
 # refusal to everyone in some worlds (world 7: retain accuracy 0.08, chance 0.09); mixed, the model keeps what it
-# knows (issue 12). The authors' RS/scripts/full/run_rt_epoch_target.sh trains 3 epochs at lr 4e-7 on Llama-3-8B;
+# knows. The authors' RS/scripts/full/run_rt_epoch_target.sh trains 3 epochs at lr 4e-7 on Llama-3-8B;
 # a 145k-parameter model learning from 120 rows needs a larger step (measured: 10 epochs at 1e-3).
 STAGE1_DATA = dict(num_stage1_retain=6)
 MODEL = dict(hidden_size=64, num_layers=2, num_heads=4)
@@ -72,7 +72,8 @@ def build_parser() -> Parser:
     p.add_argument("--world_seed", type=number(int, minimum=0), default=0, help="seed of the first world")
     p.add_argument("--stage1_retain", type=number(int, minimum=0), default=STAGE1_DATA["num_stage1_retain"],
                    help="extra retain people whose answered questions are mixed into the Stage 1 refusal data "
-                        "(0: refusal rows only, the demo's Stage 1 before issue 12)")
+                        "(0: refusal rows only, the demo's earlier Stage 1, which made the tiny model refuse "
+                        "everyone in some worlds)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train")
     p.add_argument("--cpu_threads", type=int, default=1, help="torch threads (1 is fastest for a tiny model)")
     p.add_argument("--progress", type=parse_bool, nargs="?", const=True, default=True, metavar="BOOL",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from .metrics import read_log
+from openrlhf_rerule.local.metrics import read_log
 
 CONFIDENCE = 0.95
 

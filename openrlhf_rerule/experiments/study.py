@@ -33,16 +33,16 @@ from pathlib import Path
 import torch
 from scipy import stats
 
-from openrlhf_rerule.cli import Parser, number, user_errors
+from openrlhf_rerule.cli_convention import Parser, number, user_errors
 from openrlhf_rerule.data.world import build_world
+from openrlhf_rerule.local.config import Stage1Config, parse_bool
+from openrlhf_rerule.local.evaluate import evaluate_model
+from openrlhf_rerule.local.metrics import read_log
+from openrlhf_rerule.local.sft import train_stage1
 from openrlhf_rerule.replay import ReplayConfig
 
-from .config import Stage1Config, parse_bool
 from .demo import REPLAY, STAGE1, STAGE1_DATA, STAGE2, WORLD, learn_world, stage2_run
-from .evaluate import evaluate_model
-from .metrics import read_log
 from .report import COLORS, hard_case_rewards, mean_std
-from .sft import train_stage1
 
 ARMS = {"rule": None, "rerule": "hard", "random": "random"}  # arm -> replay admission (None: no replay)
 ARM_LABELS = {"rule": "RULE", "rerule": "ReRULE (hard storage)", "random": "ReRULE (random storage)"}
