@@ -74,6 +74,8 @@ class Strategy:
         return True
 
     def all_reduce(self, data, op="mean"):
+        # One rank: a reduction over one rank is its input. Nothing here says anything about several ranks; those
+        # run with real collectives in tests/test_openrlhf_collectives.py.
         return data
 
     def backward(self, loss, model, optimizer):
