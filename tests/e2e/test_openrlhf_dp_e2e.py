@@ -21,17 +21,21 @@ from test_openrlhf_e2e import STEPS, sync_ratio
 
 pytestmark = pytest.mark.e2e
 
+# Each recipe run's time limit: a two-rank stack starts in about 2 minutes on 2 idle cores (4 vLLM / DeepSpeed
+# workers) and took over 4 with the machine shared; a hang (a rank waiting in a collective) lasts 60 minutes.
+DP2_RUN_TIMEOUT = 480
 DP2 = {"NUM_GPUS": "2", "VLLM_ENGINES": "2", "TRAIN_BATCH": "64", "TRAIN_MICRO_BATCH": "16",
        "ROLLOUT_MICRO_BATCH": "64", "REPLAY_BATCH_GROUPS": "24", "REPLAY_MIN_GROUPS": "24",
        "SAVE_STEPS": "2", "CKPT_MAX_NUM": "2"}
 
 
+@pytest.mark.timeout(1800)  # two recipe runs, and the session's world + Stage 1 when this file runs first
 def test_two_ranks_replay_sync_both_engines_and_resume_with_the_buffer(stack, stage1, world, tmp_path):
     env = stage2_env(stage1, world, **DP2)
     ckpt = tmp_path / "rwku" / "rerule" / "ckpt"
     started = time.time()
     first = stack.recipe("train_rerule_rwku.sh", tmp_path, env, background=True)
-    deadline = time.time() + 300
+    deadline = time.time() + DP2_RUN_TIMEOUT
     latest = ckpt / "_actor" / "latest"  # DeepSpeed writes it last: that step's checkpoint (and its buffer) is done
 
     def checkpointed() -> int:
@@ -48,7 +52,8 @@ def test_two_ranks_replay_sync_both_engines_and_resume_with_the_buffer(stack, st
     dump("dp2 before the kill", before)
     at_kill = torch.load(ckpt / "_replay" / f"global_step{killed_at}.pt", weights_only=True)
 
-    resumed = stack.recipe("train_rerule_rwku.sh", tmp_path, env, args=["--ckpt.load_enable"])
+    resumed = stack.recipe("train_rerule_rwku.sh", tmp_path, env, args=["--ckpt.load_enable"],
+                           timeout=DP2_RUN_TIMEOUT)
     print(f"\nDP=2 kill-and-resume: {time.time() - started:.0f} s for both runs")
     after = resumed.steps
     dump("dp2 resumed", after)
@@ -89,13 +94,14 @@ def test_two_ranks_replay_sync_both_engines_and_resume_with_the_buffer(stack, st
     assert sync_ratio(after) < 0.05  # including after the resume's broadcast
 
 
+@pytest.mark.timeout(900)
 def test_two_ranks_under_zero2(stack, stage1, world, tmp_path):
     """The same two-rank run under ZeRO-2 (gradients reduce-scattered, parameters whole on every rank, broadcast to
     vLLM without a gather), to the end without a kill."""
     env = stage2_env(stage1, world, **DP2)
     env["EXTRA_ARGS"] += " --ds.zero_stage 2"  # OpenRLHF's parser keeps the last value: the recipe's 3 is overridden
     started = time.time()
-    run = stack.recipe("train_rerule_rwku.sh", tmp_path, env)
+    run = stack.recipe("train_rerule_rwku.sh", tmp_path, env, timeout=DP2_RUN_TIMEOUT)
     print(f"\nDP=2 ZeRO-2: {time.time() - started:.0f} s")
     steps = run.steps
     dump("dp2 zero2", steps)
