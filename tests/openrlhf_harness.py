@@ -41,6 +41,20 @@ def parse_args(argv):
     return parsed["args"]
 
 
+def replay_command(gpus, train_batch, train_micro, rollout_batch, rollout_micro, n, batch_groups, min_groups,
+                   extra=(), model="tiny"):
+    """An OpenRLHF + replay command line for `gpus` actor ranks (parse it with `parse_args`)."""
+    return ["--actor.model_name_or_path", model, "--reward.remote_url", "reward.py",
+            "--actor.num_gpus_per_node", str(gpus), "--ref.num_gpus_per_node", str(gpus),
+            "--vllm.num_engines", str(gpus), "--ds.attn_implementation", "eager",
+            "--algo.advantage.estimator", "group_norm", "--algo.kl.use_loss", "--algo.kl.init_coef", "0.01",
+            "--rollout.n_samples_per_prompt", str(n), "--rollout.batch_size", str(rollout_batch),
+            "--rollout.micro_batch_size", str(rollout_micro), "--train.batch_size", str(train_batch),
+            "--train.micro_batch_size", str(train_micro), "--replay.enable", "--replay.threshold", "0.4",
+            "--replay.batch_groups", str(batch_groups), "--replay.min_groups", str(min_groups),
+            "--replay.warmup_steps", "0", "--replay.capacity", str(max(batch_groups, min_groups) + 8), *extra]
+
+
 class Strategy:
     """DeepSpeed boundary: plain torch backward / optimizer steps every `accumulated_gradient` micro-batches."""
 
@@ -60,6 +74,8 @@ class Strategy:
         return True
 
     def all_reduce(self, data, op="mean"):
+        # One rank: a reduction over one rank is its input. Nothing here says anything about several ranks; those
+        # run with real collectives in tests/test_openrlhf_collectives.py.
         return data
 
     def backward(self, loss, model, optimizer):

@@ -84,6 +84,8 @@ def test_replay_activates_updates_logs_and_checkpoints(model_dir, tmp_path, cpu_
     # Buffer files follow OpenRLHF's checkpoint rotation: once DeepSpeed dropped step 2, so does the next save.
     os.rmdir(tmp_path / "ckpt" / "_actor" / "global_step2")
     trainer.save_replay_buffer(6)
+    os.makedirs(tmp_path / "ckpt" / "_actor" / "global_step6")  # OpenRLHF's checkpoint, written after the buffer
+    trainer.prune_replay_buffers("global_step6")
     assert sorted(os.listdir(replay_dir)) == ["global_step4.pt", "global_step6.pt"]
 
     resumed, resumed_policy, _ = build(model_dir, tmp_path, cpu_boundaries, steps=1, extra=["--ckpt.load_enable"])

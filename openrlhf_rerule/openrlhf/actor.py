@@ -57,12 +57,23 @@ class ReplayLoss:
 
 class ReplayActorPPOTrainer(ActorPPOTrainer):
     """OpenRLHF's ActorPPOTrainer plus the replay pass. It adds methods only (no state of its own besides
-    `replay_loss_fn`), which is what lets `ReplayPolicyModel` adopt the instance OpenRLHF built."""
+    `replay_loss_fn` and a micro-batch count), which is what lets `ReplayPolicyModel` adopt the instance OpenRLHF
+    built."""
 
     replay_loss_fn: ReplayLoss
+    micro_batches_trained: int  # training_step calls = DeepSpeed micro-steps (engine.step() once per micro-batch)
 
     def replay_train(self, kl_ctl: float) -> dict:
         cfg = self.replay_loss_fn.config
+        window = self.strategy.accumulated_gradient
+        if self.micro_batches_trained % window:
+            # DeepSpeed's micro-step count carries over from fit to fit: the replay pass would share its first
+            # optimizer step with on-policy micro-batches, and every later step would straddle two batches.
+            raise RuntimeError(
+                f"the replay update would start inside a gradient-accumulation window ({self.micro_batches_trained} "
+                f"micro-batches trained so far, {window} per optimizer step): an on-policy batch had fewer samples "
+                "than --rollout.batch_size x --rollout.n_samples_per_prompt (a partial last batch of the prompts, "
+                "or filtering). Use a prompt count that is a multiple of --rollout.batch_size.")
         self.replay_loss_fn.weight_mean = self.replay_weight_mean() if cfg.normalises_weights else None
         on_policy_loss_fn, self.actor_loss_fn = self.actor_loss_fn, self.replay_loss_fn
         # The LR schedule is sized for the on-policy steps: a replay optimizer step must not advance it.
@@ -99,6 +110,7 @@ class ReplayActorPPOTrainer(ActorPPOTrainer):
 
     def training_step(self, experience, kl_ctl, step, loss_batch_info=None):
         status = super().training_step(experience, kl_ctl, step, loss_batch_info)
+        self.micro_batches_trained += 1
         if self.actor_loss_fn is self.replay_loss_fn:
             # IS weight / ESS / ratio / clip metrics of replay_loss join OpenRLHF's all-reduced metrics.
             for key, value in self.replay_loss_fn.metrics.items():
@@ -119,6 +131,7 @@ class ReplayPolicyModel(PolicyModelActor.__ray_actor_class__):
         # weight-sync group are set up); we adopt that very instance rather than building a second one.
         self.trainer.__class__ = ReplayActorPPOTrainer
         self.trainer.replay_loss_fn = ReplayLoss(replay_config_from_args(self.strategy.args))
+        self.trainer.micro_batches_trained = 0
         self.staged_replay = []
 
     def stage_replay(self, experience) -> None:

@@ -21,6 +21,13 @@ def replay_config_from_args(args) -> ReplayConfig:
     return ReplayConfig(**{f.name: getattr(args.replay, f.name) for f in fields(ReplayConfig)})
 
 
+def actor_data_parallel_size(args) -> int:
+    """The actor's data-parallel ranks, as OpenRLHF counts them (`balance_experiences`; `async_run_method_batch`
+    hands one chunk to each ring-attention / tensor-parallel group of `ring_attn_size x tensor_parallel_size`)."""
+    return (args.actor.num_nodes * args.actor.num_gpus_per_node // args.ds.ring_attn_size
+            // args.ds.tensor_parallel_size)
+
+
 def check_replay_compatible(args) -> None:
     """Refuse, with the reason, the OpenRLHF settings under which hard-case replay cannot work as specified."""
     problems = []
@@ -47,10 +54,35 @@ def check_replay_compatible(args) -> None:
                         "only records with --algo.advantage.is_correction_level token (or seq)")
     if args.train.async_enable:
         problems.append("--train.async_enable: the replay buffer is driven by the synchronous PPOTrainer only")
-    train_batch = args.train.batch_size
+    if args.train.dynamic_batch_enable:
+        # NaiveReplayBuffer.setup_dynamic_batch caps a pass at the on-policy step count (rollout.batch_size x n /
+        # train.batch_size) and clear() keeps the previous pass's dynamic_indices: replay steps beyond the cap
+        # would be dropped silently, and the self-normalisation mean would read stale indices.
+        problems.append("--train.dynamic_batch_enable: OpenRLHF's dynamic batching caps every training pass at the "
+                        "on-policy step count and keeps stale micro-batch indices between passes, so the replay "
+                        "update would drop samples and mis-normalise its weights; run without it")
+    train_batch, ranks = args.train.batch_size, actor_data_parallel_size(args)
     if train_batch % n or (args.replay.batch_groups * n) % train_batch:
         problems.append(f"a replay update of --replay.batch_groups {args.replay.batch_groups} groups x n {n} samples "
                         f"must fill whole optimizer steps of --train.batch_size {train_batch} samples")
+    # Each rank's share of an optimizer step is train_batch / ranks samples: whole micro-batches, or the ranks'
+    # gradient-accumulation windows (and their collectives) fall out of step.
+    if train_batch % (ranks * args.train.micro_batch_size):
+        problems.append(f"--train.batch_size {train_batch} must be a multiple of --train.micro_batch_size "
+                        f"{args.train.micro_batch_size} x {ranks} actor data-parallel ranks (--actor.num_nodes x "
+                        "--actor.num_gpus_per_node / --ds.ring_attn_size / --ds.tensor_parallel_size)")
+    # The on-policy pass must end on an optimizer-step boundary on every rank, so that the replay pass after it
+    # starts on one: whole train batches, handed out as the same number of rollout micro-batches to each rank.
+    rollout_samples = args.rollout.batch_size * n
+    if rollout_samples % train_batch:
+        problems.append(f"--rollout.batch_size {args.rollout.batch_size} x n {n} = {rollout_samples} samples must be "
+                        f"whole optimizer steps of --train.batch_size {train_batch}: otherwise the on-policy update "
+                        "ends inside a gradient-accumulation window and the replay update's first step mixes the two")
+    elif rollout_samples % (args.rollout.micro_batch_size * ranks):
+        problems.append(f"--rollout.batch_size {args.rollout.batch_size} x n {n} samples must be a multiple of "
+                        f"--rollout.micro_batch_size {args.rollout.micro_batch_size} x {ranks} actor data-parallel "
+                        "ranks: OpenRLHF hands each rank ceil(batches / ranks) rollout micro-batches, so an uneven "
+                        "count leaves one rank short and the others waiting for it")
     if problems:
         raise SystemExit("--replay.enable cannot run with these settings:\n  - " + "\n  - ".join(problems))
 

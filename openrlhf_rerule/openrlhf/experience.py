@@ -65,10 +65,16 @@ def capture_rollout(experiences: list[Experience], n: int) -> dict:
 
 @torch.no_grad()
 def experiences_from_groups(groups: list[StoredGroup], micro_batch_size: int, pad_token_id: int,
-                            step: int) -> list[Experience]:
+                            step: int, ranks: int = 1) -> list[Experience]:
     """Stored groups -> micro-batched `Experience`s laid out exactly like on-policy ones, so the actor's own
     NaiveReplayBuffer, micro-batching and `training_step` take them unchanged. No generation, no model pass:
-    `action_log_probs` are the behaviour log-probs and `base_action_log_probs` the stored reference ones."""
+    `action_log_probs` are the behaviour log-probs and `base_action_log_probs` the stored reference ones.
+
+    The samples are cut into `ranks` equal contiguous shares, each cut into the same number of Experiences of at
+    most `micro_batch_size` samples, rank after rank: OpenRLHF's `async_run_method_batch` hands out
+    ceil(len / ranks) consecutive Experiences per rank, which is then exactly one share each. (Cutting the whole
+    batch by `micro_batch_size` instead gives e.g. 3 Experiences for 2 ranks, split 2/1, and the rank with less
+    data leaves the others waiting in a collective.)"""
     samples = []
     for group in groups:
         prompt = group.prompt_ids.long()
@@ -101,5 +107,8 @@ def experiences_from_groups(groups: list[StoredGroup], micro_batch_size: int, pa
                       "age": torch.tensor([float(step - group.step)]),
                       "times_replayed": torch.tensor([float(group.times_replayed)])},
             ))
-    return [Experience.concat_experiences(samples[i:i + micro_batch_size], pad_token_id)
-            for i in range(0, len(samples), micro_batch_size)]
+    if len(samples) % ranks:
+        raise ValueError(f"{len(samples)} replay samples cannot be shared equally by {ranks} ranks")
+    share = len(samples) // ranks
+    return [Experience.concat_experiences(samples[start + i:start + min(i + micro_batch_size, share)], pad_token_id)
+            for start in range(0, len(samples), share) for i in range(0, share, micro_batch_size)]

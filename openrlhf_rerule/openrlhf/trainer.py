@@ -10,7 +10,7 @@ One step of `BasePPOTrainer.train_step`, with our three hooks marked (*):
           actors' fit runs OpenRLHF's on-policy update and then the replay update (fit_replay) in one reload
           window -- before the weights go to vLLM, so one broadcast covers both
     broadcast_to_vllm, logging through OpenRLHF's own TensorBoard / W&B loggers (replay/*, timing/replay)
-      (*) save_logs_and_checkpoints / init_checkpoint_states: the buffer is saved with every checkpoint
+      (*) save_logs_and_checkpoints / init_checkpoint_states: the buffer is saved before every checkpoint
 """
 
 import os
@@ -20,14 +20,13 @@ import ray
 import torch
 
 from openrlhf_rerule.atomic import atomic_path
-from openrlhf_rerule.openrlhf.args import replay_config_from_args
+from openrlhf_rerule.openrlhf.args import actor_data_parallel_size, replay_config_from_args
 from openrlhf_rerule.openrlhf.compat import import_openrlhf
 from openrlhf_rerule.openrlhf.experience import capture_rollout, experiences_from_groups
 from openrlhf_rerule.replay import HardCaseReplayBuffer, groups_from_batch
 
 import_openrlhf()
 from openrlhf.trainer.ppo_trainer import PPOTrainer  # noqa: E402
-from openrlhf.trainer.ppo_utils.experience import balance_experiences  # noqa: E402
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker  # noqa: E402
 from openrlhf.utils.logging_utils import init_logger  # noqa: E402
 
@@ -93,6 +92,8 @@ class ReplayTrainer(PPOTrainer.__ray_actor_class__):
         """Sample groups and hand them to the actors as Experiences; their next `fit` trains on them."""
         # Whole optimizer steps only: a partial DeepSpeed accumulation window would leak into the next fit.
         # (Only bites while the buffer holds fewer than batch_groups groups; admit() already expired stale ones.)
+        # check_replay_compatible made an optimizer step's samples split into whole micro-batches per rank, so
+        # every count reached here splits into equal per-rank shares (experiences_from_groups).
         groups_per_optimizer_step = self.args.train.batch_size // self.args.rollout.n_samples_per_prompt
         available = min(self.replay_config.batch_groups, len(self.replay_buffer))
         count = available // groups_per_optimizer_step * groups_per_optimizer_step
@@ -100,9 +101,7 @@ class ReplayTrainer(PPOTrainer.__ray_actor_class__):
             return {"replay/skipped": 1.0}
         groups = self.replay_buffer.sample(step, count)
         experiences = experiences_from_groups(groups, self.args.rollout.micro_batch_size,
-                                              self.tokenizer.pad_token_id, step)
-        if self.args.train.dynamic_batch_enable:
-            experiences = balance_experiences(experiences, self.args)
+                                              self.tokenizer.pad_token_id, step, ranks=actor_data_parallel_size(self.args))
         ray.get(self.actor_model_group.async_run_method_batch(method_name="stage_replay", experience=experiences))
         return {"replay/groups": float(len(groups))}
 
@@ -110,28 +109,48 @@ class ReplayTrainer(PPOTrainer.__ray_actor_class__):
         return os.path.join(self.args.ckpt.path, "_replay", f"global_step{global_step}.pt")
 
     def save_logs_and_checkpoints(self, global_step, logs_dict=None, client_states=None):
-        super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
-        if global_step % self.args.ckpt.save_steps == 0:  # the same condition as OpenRLHF's checkpoint
+        # The buffer goes first: a kill between the two saves then leaves a buffer file without its checkpoint
+        # (ignored on resume, pruned by the next save) rather than a checkpoint that cannot be resumed.
+        saving = global_step % self.args.ckpt.save_steps == 0  # the same condition as OpenRLHF's checkpoint
+        if saving:
             self.save_replay_buffer(global_step)
+        super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
+        if saving:
+            self.prune_replay_buffers(f"global_step{global_step}")
 
     def save_best_checkpoint(self, eval_metrics, global_step, client_states=None):
+        # Whether OpenRLHF writes a best_global_step<N> checkpoint is known only afterwards: save the buffer in
+        # case, and prune it again if no checkpoint came of it.
+        if eval_metrics:
+            self.save_replay_buffer(global_step)
         best_before = self.best_eval_metric_value
         super().save_best_checkpoint(eval_metrics, global_step, client_states)
-        if self.best_eval_metric_value != best_before:  # OpenRLHF wrote a best_global_step<N> checkpoint
-            self.save_replay_buffer(global_step)
+        if eval_metrics:
+            self.prune_replay_buffers(f"best_global_step{global_step}" if self.best_eval_metric_value != best_before
+                                      else None)
 
     def save_replay_buffer(self, global_step: int) -> None:
         path = self.replay_checkpoint_path(global_step)
-        folder = os.path.dirname(path)
         with atomic_path(path) as tmp:  # a crash leaves the previous file or the new one, never half
             torch.save(self.replay_buffer.state_dict(), tmp)
         logger.info(f"Saved the replay buffer ({len(self.replay_buffer)} groups, fingerprint "
                     f"{self.replay_buffer.fingerprint()}) to {path}")
-        # Keep the buffer of every OpenRLHF checkpoint that still exists (DeepSpeed rotates them by metric).
+
+    def prune_replay_buffers(self, written_tag: str | None) -> None:
+        """Keep the buffer of every OpenRLHF checkpoint that still exists (DeepSpeed rotates them by metric).
+        `written_tag` is the checkpoint just written, which this process must see: the buffer files are matched
+        to checkpoints by listing <ckpt.path>/_actor, written by actor rank 0, possibly on another node."""
         actor_dir = os.path.join(self.args.ckpt.path, "_actor")
-        tags = {name.removeprefix("best_") for name in os.listdir(actor_dir)} if os.path.isdir(actor_dir) else set()
+        tags = set(os.listdir(actor_dir)) if os.path.isdir(actor_dir) else set()
+        if written_tag is not None and written_tag not in tags:
+            raise RuntimeError(
+                f"OpenRLHF saved checkpoint {written_tag} under --ckpt.path, but the trainer process does not see "
+                f"{os.path.join(actor_dir, written_tag)}: with actors on several nodes --ckpt.path must be a "
+                "directory shared by all of them, or the replay buffer cannot be matched to its checkpoint")
+        steps = {tag.removeprefix("best_") for tag in tags}
+        folder = os.path.dirname(self.replay_checkpoint_path(0))
         for name in os.listdir(folder):
-            if name.endswith(".pt") and name[:-len(".pt")] not in tags and name != os.path.basename(path):
+            if name.endswith(".pt") and name[:-len(".pt")] not in steps:
                 os.remove(os.path.join(folder, name))
 
     def init_checkpoint_states(self):
