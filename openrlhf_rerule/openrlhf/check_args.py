@@ -17,6 +17,7 @@ from openrlhf_rerule.replay.config import add_replay_arguments
 
 from .args import check_replay_compatible, replay_config_from_args, run_openrlhf_main
 from .compat import import_openrlhf
+from .whole_batches import whole_batches
 
 PARSERS = {
     "openrlhf.cli.train_sft": ("openrlhf.cli.train_sft", None),
@@ -51,7 +52,8 @@ def check(command: list[str]) -> dict:
     summary = {"module": module}
 
     def accept(args):
-        if extra_arguments is not None:
+        if extra_arguments is not None:  # our entry point: what its train() checks before Ray starts
+            summary.update(whole_batches(args))
             summary["replay"] = asdict(replay_config_from_args(args)) if args.replay.enable else None
             if args.replay.enable:
                 check_replay_compatible(args)
