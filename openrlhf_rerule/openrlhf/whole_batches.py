@@ -53,24 +53,24 @@ def prompts_per_episode(args) -> tuple[int | None, int | None, str]:
     return min(limit, sum(min(limit, c) for c in counts)), sum(counts), ""
 
 
-def whole_batches(args, out=sys.stderr) -> dict:
+def whole_batches(args) -> dict:
     """Lower `args.data.max_samples` to the last whole rollout batch (and say so), or stop (exit 2) when not one
     whole batch remains. Returns {"prompts", "steps_per_episode"} (None values when the data were not counted)."""
     batch = int(args.rollout.batch_size)
     used, rows, why = prompts_per_episode(args)
     if used is None:
-        print(f"whole rollout batches: not checked ({why})", file=out)
+        print(f"whole rollout batches: not checked ({why})", file=sys.stderr)
         return {"prompts": None, "steps_per_episode": None}
     asked = int(args.data.max_samples)
     short_file = f"; --data.max_samples asked for {asked}, the data have {rows}" if rows < asked else ""
     if used < batch:
         print(f"--data.prompt_dataset {args.data.prompt_dataset}: {used} prompts are fewer than one rollout batch "
-              f"(--rollout.batch_size {batch}){short_file}", file=out)
+              f"(--rollout.batch_size {batch}){short_file}", file=sys.stderr)
         raise SystemExit(2)
     whole = used - used % batch
     if whole != used:
         args.data.max_samples = whole
         print(f"whole rollout batches: training on {whole} of {used} prompts, {whole // batch} steps of {batch} an "
               f"episode (--data.max_samples {whole}); the last {used - whole} would have made a short batch"
-              f"{short_file}", file=out)
+              f"{short_file}", file=sys.stderr)
     return {"prompts": whole, "steps_per_episode": whole // batch}
