@@ -18,7 +18,7 @@ from openrlhf_rerule.openrlhf.check_args import check
 from openrlhf_rerule.replay import PAPER_PRESETS
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "examples" / "scripts"
-RECIPES = sorted(p.name for p in SCRIPTS.glob("*.sh") if not p.name.startswith("_"))
+RECIPES = sorted(p.name for p in SCRIPTS.glob("*.sh") if not p.name.startswith(("_", "reproduce_")))  # plans: test_reproduce.py
 ENV = {**os.environ, "PYTHON": "python3", "DATA_DIR": "/data", "RUNS_DIR": "/runs", "NUM_GPUS": "4"}
 
 

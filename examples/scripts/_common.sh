@@ -30,6 +30,23 @@ run() {
   esac
 }
 
+# The reproduce_*.sh plans: stop before anything runs when an input file is missing (under DRY_RUN too).
+need_files() {
+  local path
+  for path in "$@"; do
+    if [[ ! -e "$path" ]]; then echo "input not found: $path" >&2; exit 2; fi
+  done
+}
+
+# The reproduce_*.sh plans' arms: where each one's model is under RUN_ROOT, and its row name in `rerule report`.
+arm_model() { if [[ "$1" == stage1 ]]; then echo "$RUN_ROOT/stage1"; else echo "$RUN_ROOT/$1/model"; fi; }
+arm_label() {
+  case "$1" in
+    stage1) echo "Stage 1 (ours)" ;; rule) echo "RULE (ours)" ;; rerule) echo "ReRULE (ours)" ;;
+    *) echo "ReRULE ${1#rerule_} (ours)" | tr _ ' ' ;;
+  esac
+}
+
 # Stage 1 and Stage 2 must format prompts identically: a chat template (instruct models), or INPUT_TEMPLATE.
 prompt_format_args() {
   if [[ "${PROMPT_FORMAT:-template}" == chat ]]; then
@@ -96,10 +113,10 @@ sft_warmup_ratio() {
 # Stage 1 model. The optimiser is RULE's, for both arms (the authors' EasyR1 config examples/grpo_rj_rl.yaml and
 # EasyR1's OptimConfig defaults): AdamW, betas (0.9, 0.999), weight decay 1e-2, no warm-up, constant LR (the
 # ReRULE paper's Appendix D gives lr 2e-6 and no schedule), grad-norm clip 1.0 (OpenRLHF's default, EasyR1's
-# max_grad_norm). RUN_NAME names the output; extra arguments (the --replay.* flags) are appended. Vanilla
+# max_grad_norm). The first argument (or RUN_NAME) names the output; extra arguments (the --replay.* flags) are appended. Vanilla
 # OpenRLHF when no --replay.enable is given: RULE and ReRULE differ in those flags only.
 grpo_stage2() {
-  local run_name="$1"; shift
+  local run_name="${RUN_NAME:-$1}"; shift
   local out="$RUN_ROOT/$run_name"
   local rollout_batch="${ROLLOUT_BATCH:-32}" n="${N_SAMPLES:-8}"
   # OpenRLHF has no step limit: it trains on every prompt of the file (or the first --data.max_samples), a step per
