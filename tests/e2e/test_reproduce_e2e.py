@@ -62,6 +62,7 @@ def segments(log: str) -> dict[str, str]:
     return out
 
 
+@pytest.mark.timeout(1200)  # the world is learned in this test when it runs alone
 def test_reproduce_rwku_one_target_end_to_end(stack, world, tmp_path):
     release = write_release(world["dir"], tmp_path / "release")
     runs = tmp_path / "runs"
