@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from openrlhf_rerule.eval import report
+from test_eval_cli import _row
 
 
 def _eval(run_dir: Path, target: str, name: str, **metrics) -> str:
@@ -14,14 +15,6 @@ def _eval(run_dir: Path, target: str, name: str, **metrics) -> str:
     (run_dir / "rwku_summary.json").write_text(json.dumps({"benchmark": "rwku", "targets": [target], "name": name,
                                                             "stop_at_newline": False, **metrics}))
     return str(run_dir)
-
-
-def _row(md: str, name: str) -> list[str]:
-    for line in md.splitlines():
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells[0] == name:
-            return cells[1:]
-    raise AssertionError(f"no row {name!r} in\n{md}")
 
 
 def test_per_target_runs_average_into_one_row_per_method(tmp_path, capsys):

@@ -38,13 +38,33 @@ need_files() {
   done
 }
 
-# The reproduce_*.sh plans' arms: where each one's model is under RUN_ROOT, and its row name in `rerule report`.
-arm_model() { if [[ "$1" == stage1 ]]; then echo "$RUN_ROOT/stage1"; else echo "$RUN_ROOT/$1/model"; fi; }
-arm_label() {
-  case "$1" in
-    stage1) echo "Stage 1 (ours)" ;; rule) echo "RULE (ours)" ;; rerule) echo "ReRULE (ours)" ;;
-    *) echo "ReRULE ${1#rerule_} (ours)" | tr _ ' ' ;;
-  esac
+# The reproduce_*.sh plans' training, through the recipes (RUN_ROOT, STAGE1_DATA, STAGE2_DATA exported): Stage 1,
+# RULE, ReRULE and, with ABLATIONS=random, ReRULE with random storage (the paper's Table 4 ablation). Sets ARMS.
+train_arms() {
+  local benchmark="$1" scripts="$REPO_ROOT/examples/scripts"
+  ARMS=(stage1 rule rerule)
+  bash "$scripts/train_sft_stage1_$benchmark.sh"
+  bash "$scripts/train_rule_$benchmark.sh"
+  bash "$scripts/train_rerule_$benchmark.sh"
+  if [[ " ${ABLATIONS:-} " == *" random "* ]]; then
+    RUN_NAME=rerule_random_storage bash "$scripts/train_rerule_$benchmark.sh" --replay.admission random
+    ARMS+=(rerule_random_storage)
+  fi
+}
+
+# ... and their evaluation: `rerule eval BENCHMARK ARGS` of every arm's model into RUN_ROOT/eval/<arm>, one name per
+# method ("RULE (ours)"; `rerule report` averages RWKU targets by name). Appends the outputs to EVALUATIONS.
+evaluate_arms() {
+  local benchmark="$1" arm model label; shift
+  for arm in "${ARMS[@]}"; do
+    model="$RUN_ROOT/$arm/model"; if [[ "$arm" == stage1 ]]; then model="$RUN_ROOT/stage1"; fi
+    case "$arm" in
+      stage1) label="Stage 1 (ours)" ;; rule) label="RULE (ours)" ;; rerule) label="ReRULE (ours)" ;;
+      *) label="ReRULE ${arm#rerule_} (ours)"; label="${label//_/ }" ;;
+    esac
+    run rerule eval "$benchmark" --model "$model" --out "$RUN_ROOT/eval/$arm" --name "$label" "$@"
+    EVALUATIONS+=("$RUN_ROOT/eval/$arm")
+  done
 }
 
 # Stage 1 and Stage 2 must format prompts identically: a chat template (instruct models), or INPUT_TEMPLATE.

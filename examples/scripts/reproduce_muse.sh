@@ -15,7 +15,6 @@
 # files in muse_bench's layout (default: the copy inside the release, data/MUSE/books). Every recipe variable
 # passes through. Writes under RUNS_DIR/muse/: data/, stage1/, rule/, rerule/, eval/, report/.
 source "$(dirname "$0")/_common.sh"
-SCRIPTS="$REPO_ROOT/examples/scripts"
 RULE_RELEASE="${RULE_RELEASE:-$DATA_DIR/RULE-Unlearn}"
 MUSE_DIR="${MUSE_DIR:-$RULE_RELEASE/data/MUSE/books}"
 ABLATIONS="${ABLATIONS:-}"   # "random": also ReRULE with random storage (Table 4)
@@ -34,22 +33,11 @@ run rerule data convert rule "$STAGE2_SRC" --out "$RUN_ROOT/data/stage2.jsonl"
 export STAGE1_DATA="$RUN_ROOT/data/stage1.jsonl" STAGE2_DATA="$RUN_ROOT/data/stage2.jsonl"
 
 # 2. Stage 1, RULE, ReRULE (and the ablation): the recipes.
-arms=(stage1 rule rerule)
-bash "$SCRIPTS/train_sft_stage1_muse.sh"
-bash "$SCRIPTS/train_rule_muse.sh"
-bash "$SCRIPTS/train_rerule_muse.sh"
-if [[ " $ABLATIONS " == *" random "* ]]; then
-  bash "$SCRIPTS/ablation_random_storage_muse.sh"
-  arms+=(rerule_random_storage)
-fi
+train_arms muse
 
 # 3. Evaluation on MUSE-Books' files only: VerbMem, KnowMem forget / retain, PrivLeak.
-evaluations=()
-for arm in "${arms[@]}"; do
-  run rerule eval muse --model "$(arm_model "$arm")" --data "$MUSE_DIR" --out "$RUN_ROOT/eval/$arm" \
-    --name "$(arm_label "$arm")" --corpus books
-  evaluations+=("$RUN_ROOT/eval/$arm")
-done
+EVALUATIONS=()
+evaluate_arms muse --data "$MUSE_DIR" --corpus books
 
 # 4. The table, the paper's rows above ours.
-run rerule report "${evaluations[@]}" --out "$RUN_ROOT/report"
+run rerule report "${EVALUATIONS[@]}" --out "$RUN_ROOT/report"

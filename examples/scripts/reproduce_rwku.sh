@@ -15,7 +15,6 @@
 # the copy inside the release, data/RWKU/Target). Every recipe variable (NUM_GPUS, BASE_MODEL, MAX_STEPS, SFT_*, ...)
 # passes through. Each target writes only under RUNS_DIR/rwku/<target>/: data/, stage1/, rule/, rerule/, eval/.
 source "$(dirname "$0")/_common.sh"
-SCRIPTS="$REPO_ROOT/examples/scripts"
 RULE_RELEASE="${RULE_RELEASE:-$DATA_DIR/RULE-Unlearn}"
 RWKU_DIR="${RWKU_DIR:-$RULE_RELEASE/data/RWKU/Target}"
 # The targets RULE reports: the ten its released Stage 2 script loops over (examples/exp_target/RWKU/
@@ -33,9 +32,7 @@ for target in $TARGETS; do
              "$RWKU_DIR/$target/forget_level1.json" "$RWKU_DIR/$target/neighbor_level1.json"
 done
 
-arms=(stage1 rule rerule)
-if [[ " $ABLATIONS " == *" random "* ]]; then arms+=(rerule_random_storage); fi
-evaluations=()
+EVALUATIONS=()
 for target in $TARGETS; do
   run_dir="$RUNS_DIR/rwku/${target//,/}"   # OpenRLHF splits dataset paths at commas: none in ours
   echo "# target $target -> $run_dir"
@@ -48,22 +45,13 @@ for target in $TARGETS; do
   # TODO(merge): report train/evaluation overlap here, e.g.
   #   run rerule data overlap "$run_dir/data/stage1.jsonl" "$run_dir/data/stage2.jsonl" "$RWKU_DIR/$target"/*_level*.json
 
-  # 2. Stage 1, RULE, ReRULE: the recipes, with this target's files and run folder.
+  # 2. Stage 1, RULE, ReRULE (and the ablation): the recipes, with this target's files and run folder.
   export RUN_ROOT="$run_dir" STAGE1_DATA="$run_dir/data/stage1.jsonl" STAGE2_DATA="$run_dir/data/stage2.jsonl"
-  bash "$SCRIPTS/train_sft_stage1_rwku.sh"
-  bash "$SCRIPTS/train_rule_rwku.sh"
-  bash "$SCRIPTS/train_rerule_rwku.sh"
-  if [[ " ${arms[*]} " == *" rerule_random_storage "* ]]; then
-    RUN_NAME=rerule_random_storage bash "$SCRIPTS/train_rerule_rwku.sh" --replay.admission random
-  fi
+  train_arms rwku
 
   # 3. Evaluation on RWKU's probes of this target only; one name per method, so the report averages targets.
-  for arm in "${arms[@]}"; do
-    run rerule eval rwku --model "$(arm_model "$arm")" --data "$RWKU_DIR/$target" --out "$run_dir/eval/$arm" \
-      --name "$(arm_label "$arm")" --subsets $EVAL_SUBSETS
-    evaluations+=("$run_dir/eval/$arm")
-  done
+  evaluate_arms rwku --data "$RWKU_DIR/$target" --subsets $EVAL_SUBSETS
 done
 
 # 4. The table: per method, the mean over targets of each per-target metric, the paper's rows above ours.
-run rerule report "${evaluations[@]}" --out "$RUNS_DIR/rwku/report"
+run rerule report "${EVALUATIONS[@]}" --out "$RUNS_DIR/rwku/report"

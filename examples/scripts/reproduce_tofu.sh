@@ -16,7 +16,6 @@
 # an OpenAI-compatible endpoint, see docs/data.md; "--offline --neighbours FILE" swaps names offline).
 # TOFU's protocol trains on its forget set and evaluates on it. Writes under RUNS_DIR/tofu/.
 source "$(dirname "$0")/_common.sh"
-SCRIPTS="$REPO_ROOT/examples/scripts"
 TOFU_DIR="${TOFU_DIR:-$DATA_DIR/TOFU}"
 ABLATIONS="${ABLATIONS:-}"   # "random": also ReRULE with random storage
 export RUN_ROOT="${RUN_ROOT:-$RUNS_DIR/tofu}"
@@ -41,14 +40,7 @@ run rerule data stage2 --forget "$data/forget.jsonl" --boundary "$data/boundary.
 export STAGE1_DATA="$data/stage1.jsonl" STAGE2_DATA="$data/stage2.jsonl"
 
 # 2. Stage 1, RULE, ReRULE (and the ablation): the recipes.
-arms=(stage1 rule rerule)
-bash "$SCRIPTS/train_sft_stage1_tofu.sh"
-bash "$SCRIPTS/train_rule_tofu.sh"
-bash "$SCRIPTS/train_rerule_tofu.sh"
-if [[ " $ABLATIONS " == *" random "* ]]; then
-  RUN_NAME=rerule_random_storage bash "$SCRIPTS/train_rerule_tofu.sh" --replay.admission random
-  arms+=(rerule_random_storage)
-fi
+train_arms tofu
 
 # 3. Evaluation: the retain model once (its truth ratios make Forget Quality), then every arm, in TOFU's Llama-2
 # prompt format (the recipes' INPUT_TEMPLATE).
@@ -58,12 +50,8 @@ if [[ -n "${RETAIN_MODEL:-}" ]]; then
   run rerule eval tofu --model "$RETAIN_MODEL" --data "$TOFU_DIR" --out "$RETAIN_RUN" --name "Retain model (ours)" \
     --split forget01 --prompt_template "$template"
 fi
-evaluations=()
-for arm in "${arms[@]}"; do
-  run rerule eval tofu --model "$(arm_model "$arm")" --data "$TOFU_DIR" --out "$RUN_ROOT/eval/$arm" \
-    --name "$(arm_label "$arm")" --split forget01 --prompt_template "$template" --retain_run "$RETAIN_RUN"
-  evaluations+=("$RUN_ROOT/eval/$arm")
-done
+EVALUATIONS=()
+evaluate_arms tofu --data "$TOFU_DIR" --split forget01 --prompt_template "$template" --retain_run "$RETAIN_RUN"
 
 # 4. The table, the paper's rows above ours.
-run rerule report "${evaluations[@]}" --out "$RUN_ROOT/report"
+run rerule report "${EVALUATIONS[@]}" --out "$RUN_ROOT/report"
