@@ -118,6 +118,9 @@ sft_warmup_ratio() {
     if [[ "${DRY_RUN:-0}" == 0 ]]; then echo "Stage 1 data not found: $data" >&2; return 2; fi
     SFT_WARMUP_RATIO=0; echo "# DRY_RUN: $data not found, warm-up ratio not computed (0 shown)"; return
   fi
+  if [[ "$data" != *.jsonl ]]; then
+    echo "Stage 1 data $data: rows counted in .jsonl files only; set SFT_WARMUP_RATIO" >&2; return 2
+  fi
   local rows accumulation total
   rows=$(grep -c . "$data")
   accumulation=$(( batch / (micro * NUM_GPUS) ))
