@@ -62,7 +62,7 @@ def _mean_summaries(summaries: list[dict]) -> dict:
 def average_rwku_targets(runs: list[dict]) -> list[dict]:
     """RWKU unlearns one target per run (RULE and ReRULE: a Stage 1 and a Stage 2 per target), and its results are
     averaged over targets: runs of one method name, each evaluated on a single target, become one row whose every
-    metric is the mean over targets of the per-target metric (as the RULE release's make_table.py does:
+    metric is the unweighted mean over targets of the per-target metric (as the RULE release's make_table.py does:
     per-target scores, then a mean per metric). The row's name says how many targets went in."""
     groups: dict[str, list[dict]] = {}
     for run in runs:
