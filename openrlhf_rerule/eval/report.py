@@ -2,7 +2,7 @@
 order of the papers' tables (ReRULE Table 1 for RWKU, Table 2 for MUSE-Books, Table 5 for TOFU; RWKU's own
 paper for its MIA and utility columns), one row per run directory, under the published rows of the ReRULE paper;
 plus PNG plots of the trade-offs, where a picture reads better than a table (forget vs retain).
-RWKU runs of one method name, each on a single target, are averaged into one row over targets (unweighted mean per metric).
+RWKU runs of one method name, each on a single target, become one row: the unweighted mean over targets.
 Flags use the underscore spelling; the hyphen spelling is accepted too."""
 
 import json
