@@ -18,7 +18,8 @@ from openrlhf_rerule.openrlhf.check_args import check
 from openrlhf_rerule.replay import PAPER_PRESETS
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "examples" / "scripts"
-RECIPES = sorted(p.name for p in SCRIPTS.glob("*.sh") if not p.name.startswith(("_", "reproduce_")))  # plans: test_reproduce.py
+# (the reproduce_*.sh plans: tests/test_reproduce.py)
+RECIPES = sorted(p.name for p in SCRIPTS.glob("*.sh") if not p.name.startswith(("_", "reproduce_")))
 ENV = {**os.environ, "PYTHON": "python3", "DATA_DIR": "/data", "RUNS_DIR": "/runs", "NUM_GPUS": "4"}
 
 

@@ -136,8 +136,8 @@ sft_warmup_ratio() {
 # Stage 1 model. The optimiser is RULE's, for both arms (the authors' EasyR1 config examples/grpo_rj_rl.yaml and
 # EasyR1's OptimConfig defaults): AdamW, betas (0.9, 0.999), weight decay 1e-2, no warm-up, constant LR (the
 # ReRULE paper's Appendix D gives lr 2e-6 and no schedule), grad-norm clip 1.0 (OpenRLHF's default, EasyR1's
-# max_grad_norm). The first argument (or RUN_NAME) names the output; extra arguments (the --replay.* flags) are appended. Vanilla
-# OpenRLHF when no --replay.enable is given: RULE and ReRULE differ in those flags only.
+# max_grad_norm). The first argument (or RUN_NAME) names the output; extra arguments (the --replay.* flags) are
+# appended. Vanilla OpenRLHF when no --replay.enable is given: RULE and ReRULE differ in those flags only.
 grpo_stage2() {
   local run_name="${RUN_NAME:-$1}"; shift
   local out="$RUN_ROOT/$run_name"

@@ -77,8 +77,8 @@ def average_rwku_targets(runs: list[dict]) -> list[dict]:
         twice = sorted({t for t in targets if targets.count(t) > 1})
         if twice:
             dirs = [m["dir"] for m in members if m["rwku"]["targets"][0] == twice[0]]
-            raise EvalDataError(f"runs named '{members[0]['name']}' evaluate target {twice[0]} twice ({', '.join(dirs)})"
-                                ": give each method its own `rerule eval --name`")
+            raise EvalDataError(f"runs named '{members[0]['name']}' evaluate target {twice[0]} twice "
+                                f"({', '.join(dirs)}): give each method its own `rerule eval --name`")
         merged = {"name": f"{members[0]['name']} (mean of {len(members)} targets)", "targets": targets,
                   "dir": ", ".join(m["dir"] for m in members)}
         for key in ("rwku", "naturalness_rwku"):
