@@ -4,7 +4,8 @@
 # Scaling down (a smaller model, a smaller machine) is done with environment variables only, so that the recipe
 # that is tested is the one a user runs: ROLLOUT_BATCH N_SAMPLES TRAIN_BATCH ACTOR_LR LR_SCHEDULER SLEEP
 # SEED MAX_PROMPT_LEN JOB_ENV EXTRA_ARGS (word-split, appended to every OpenRLHF command: machine flags such as
-# "--ds.attn_implementation eager"). tests/e2e runs these recipes on a CPU that way.
+# "--ds.attn_implementation eager"), STAGE2_EXTRA_ARGS (Stage 2 only: vLLM / algorithm flags, which train_sft
+# refuses). tests/e2e runs these recipes on a CPU that way.
 # DRY_RUN=1     print the resolved command and validate every argument through the real parsers (OpenRLHF's
 #               train_sft / train_ppo_ray, plus our --replay.*; or `rerule train`), launching nothing.
 # DRY_RUN=print print the resolved command only.
@@ -178,7 +179,7 @@ grpo_stage2() {
     --ckpt.path "$out/ckpt" --ckpt.output_dir "$out/model" --ckpt.save_steps "$SAVE_STEPS" \
     --ckpt.max_num "$CKPT_MAX_NUM" --logger.logging_steps 1 \
     --logger.tensorboard_dir "$RUN_ROOT/tensorboard" --logger.wandb.run_name "$run_name" \
-    ${WANDB_KEY:+--logger.wandb.key "$WANDB_KEY"} ${EXTRA_ARGS:-} "$@"
+    ${WANDB_KEY:+--logger.wandb.key "$WANDB_KEY"} ${EXTRA_ARGS:-} ${STAGE2_EXTRA_ARGS:-} "$@"
 }
 
 # ReRULE's replay flags with the paper's Appendix D values for BENCHMARK (each one overridable by REPLAY_*).

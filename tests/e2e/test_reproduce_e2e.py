@@ -74,6 +74,9 @@ def test_reproduce_rwku_one_target_end_to_end(stack, world, tmp_path):
         # Stage 2: every prompt of the 96 (no step cap) at 20 a batch, one episode; replay from step 2
         "MAX_STEPS": "0", "NUM_EPISODES": "1", "ROLLOUT_BATCH": "20", "REPLAY_BATCH_GROUPS": "20",
         "REPLAY_MIN_GROUPS": "20", "REPLAY_WARMUP_STEPS": "1",
+        # one environment for both stages: the Stage 2 machine flags go where train_sft does not see them
+        "EXTRA_ARGS": "--ds.attn_implementation eager",
+        "STAGE2_EXTRA_ARGS": STAGE2_ENV["EXTRA_ARGS"].replace("--ds.attn_implementation eager", ""),
     }, timeout=900)
     log, target_dir = run.log, runs / "rwku" / TARGET
     arms = segments(log)
