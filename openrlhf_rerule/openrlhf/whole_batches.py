@@ -61,8 +61,8 @@ def whole_batches(args) -> dict:
     if used is None:
         print(f"whole rollout batches: not checked ({why})", file=sys.stderr)
         return {"prompts": None, "steps_per_episode": None}
-    asked = int(args.data.max_samples)
-    short_file = f"; --data.max_samples asked for {asked}, the data have {rows}" if rows < asked else ""
+    asked = int(args.data.max_samples)  # OpenRLHF's default, 1e8, asks for nothing
+    short_file = f"; --data.max_samples asked for {asked}, the data have {rows}" if rows < asked < 10**8 else ""
     if used < batch:
         print(f"--data.prompt_dataset {args.data.prompt_dataset}: {used} prompts are fewer than one rollout batch "
               f"(--rollout.batch_size {batch}){short_file}", file=sys.stderr)
