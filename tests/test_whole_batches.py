@@ -111,7 +111,10 @@ def test_several_episodes_and_several_files_are_counted_as_openrlhf_loads_them(t
     args = resolved_args("train_rule_rwku.sh", a, MAX_STEPS="0", ROLLOUT_BATCH="16", NUM_EPISODES="2")
     args.data.prompt_dataset = f"{a},{b}"
     assert openrlhf_prompts_per_step(args) == [16, 16, 16, 2] * 2
+    capsys.readouterr()
     assert whole_batches(args) == {"prompts": 48, "steps_per_episode": 3}
+    assert capsys.readouterr().err == ("whole rollout batches: training on 48 of 50 prompts, 3 steps of 16 an episode "
+                                       "(--data.max_samples 48); the last 2 would have made a short batch\n")
     assert openrlhf_prompts_per_step(args) == [16, 16, 16] * 2
 
 
