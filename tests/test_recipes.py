@@ -5,6 +5,7 @@ DRY_RUN=1 (`check_args.check`), in this process, so OpenRLHF is imported once. O
 DRY_RUN=1 end to end, through the shell and a fresh Python.
 """
 
+import math
 import os
 import shlex
 import subprocess
@@ -17,7 +18,8 @@ from openrlhf_rerule.openrlhf.check_args import check
 from openrlhf_rerule.replay import PAPER_PRESETS
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "examples" / "scripts"
-RECIPES = sorted(p.name for p in SCRIPTS.glob("*.sh") if not p.name.startswith("_"))
+# (the reproduce_*.sh plans: tests/test_reproduce.py)
+RECIPES = sorted(p.name for p in SCRIPTS.glob("*.sh") if not p.name.startswith(("_", "reproduce_")))
 ENV = {**os.environ, "PYTHON": "python3", "DATA_DIR": "/data", "RUNS_DIR": "/runs", "NUM_GPUS": "4"}
 
 
@@ -105,3 +107,33 @@ def test_dry_run_validates_through_a_fresh_python_and_launches_nothing():
     bad = subprocess.run(["bash", str(SCRIPTS / "train_rerule_rwku.sh"), "--replay.loss_mode", "bogus"],
                          capture_output=True, text=True, env={**ENV, "DRY_RUN": "1", "PYTHON": sys.executable})
     assert bad.returncode != 0 and "invalid choice: 'bogus'" in bad.stderr
+
+
+@pytest.mark.parametrize("benchmark, cutoff", [("rwku", "512"), ("muse", "640"), ("tofu", "512")])
+def test_stage1_is_rules_llama_factory_recipe(benchmark, cutoff, tmp_path):
+    """RS/scripts/full/run_rt_epoch_target.sh / run_rt_epoch_muse_target.sh in the RULE release: lr 4e-7, a global
+    batch of 8, 3 epochs, cosine, 20 warm-up steps, cutoff 512 / 640; HF TrainingArguments' AdamW defaults."""
+    data = tmp_path / "stage1.jsonl"
+    data.write_text('{"prompt": "q", "response": "I do not know.", "subject": "s"}\n' * 300)
+    (argv,) = commands(f"train_sft_stage1_{benchmark}.sh", STAGE1_DATA=str(data))
+    expected = {"--adam.lr": "4e-7", "--train.batch_size": "8", "--train.micro_batch_size": "2",
+                "--train.max_epochs": "3", "--lr_scheduler": "cosine", "--adam.weight_decay": "0",
+                "--adam.eps": "1e-8", "--max_norm": "1.0", "--data.max_len": cutoff}
+    assert {name: flag(argv, name) for name in expected} == expected
+    assert argv[argv.index("--adam.betas") + 1:argv.index("--adam.betas") + 3] == ["0.9", "0.999"]
+    # 300 rows on 4 ranks of micro-batch 2: 37 full micro-batches a rank (OpenRLHF drops the remainder), one
+    # optimizer step each, 3 epochs = 111 steps; OpenRLHF's warm-up is ceil(111 x ratio) steps.
+    assert math.ceil(111 * float(flag(argv, "--lr_warmup_ratio"))) == 20
+    assert check(argv)["module"] == "openrlhf.cli.train_sft"
+
+
+def test_stage1_values_are_overridable(tmp_path):
+    data = tmp_path / "stage1.jsonl"
+    data.write_text('{"prompt": "q", "response": "r", "subject": "s"}\n' * 48)
+    (argv,) = commands("train_sft_stage1_rwku.sh", STAGE1_DATA=str(data), NUM_GPUS="1", SFT_BATCH="16",
+                       SFT_MICRO_BATCH="8", SFT_EPOCHS="10", SFT_LR="1e-3", SFT_WARMUP_STEPS="1",
+                       SFT_LR_SCHEDULER="cosine_with_min_lr", SFT_BETAS="0.9 0.95", SFT_MAX_LEN="64")
+    assert [flag(argv, f) for f in ("--train.batch_size", "--adam.lr", "--lr_scheduler", "--data.max_len")] == \
+        ["16", "1e-3", "cosine_with_min_lr", "64"]
+    assert argv[argv.index("--adam.betas") + 1:argv.index("--adam.betas") + 3] == ["0.9", "0.95"]
+    assert math.ceil(30 * float(flag(argv, "--lr_warmup_ratio"))) == 1  # 48 // 16 = 3 steps x 10 epochs

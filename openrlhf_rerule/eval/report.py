@@ -2,6 +2,7 @@
 order of the papers' tables (ReRULE Table 1 for RWKU, Table 2 for MUSE-Books, Table 5 for TOFU; RWKU's own
 paper for its MIA and utility columns), one row per run directory, under the published rows of the ReRULE paper;
 plus PNG plots of the trade-offs, where a picture reads better than a table (forget vs retain).
+RWKU runs of one method name, each on a single target, become one row: the unweighted mean over targets.
 Flags use the underscore spelling; the hyphen spelling is accepted too."""
 
 import json
@@ -48,6 +49,48 @@ def load_runs(run_dirs) -> list[dict]:
             raise EvalDataError(f"{d}: no *_summary.json from `rerule eval` in this directory")
         runs.append(run)
     return runs
+
+
+def _mean_summaries(summaries: list[dict]) -> dict:
+    """Each numeric metric as the mean over the targets of the per-target value; a metric some target lacks is
+    left out (shown "-"), not averaged over fewer targets."""
+    merged = {}
+    for key, value in summaries[0].items():
+        values = [s.get(key) for s in summaries]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            merged[key] = sum(values) / len(values)
+        elif all(v == value for v in values) and not isinstance(value, (dict, list)):
+            merged[key] = value  # settings every target shares (scorer, stop_at_newline, ...)
+    return merged
+
+
+def average_rwku_targets(runs: list[dict]) -> list[dict]:
+    """RWKU unlearns one target per run (RULE and ReRULE: a Stage 1 and a Stage 2 per target), and its results are
+    averaged over targets: runs of one method name, each evaluated on a single target, become one row whose every
+    metric is the unweighted mean over targets of the per-target metric (as the RULE release's make_table.py does:
+    per-target scores, then a mean per metric). The row's name says how many targets went in."""
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        single = len((run.get("rwku") or {}).get("targets") or []) == 1 and not {"muse", "tofu"} & run.keys()
+        groups.setdefault(run["name"] if single else f"\0{id(run)}", []).append(run)
+    out = []
+    for members in groups.values():
+        if len(members) == 1:
+            out.append(members[0])
+            continue
+        targets = [m["rwku"]["targets"][0] for m in members]
+        twice = sorted({t for t in targets if targets.count(t) > 1})
+        if twice:
+            dirs = [m["dir"] for m in members if m["rwku"]["targets"][0] == twice[0]]
+            raise EvalDataError(f"runs named '{members[0]['name']}' evaluate target {twice[0]} twice "
+                                f"({', '.join(dirs)}): give each method its own `rerule eval --name`")
+        merged = {"name": f"{members[0]['name']} (mean of {len(members)} targets)", "targets": targets,
+                  "dir": ", ".join(m["dir"] for m in members)}
+        for key in ("rwku", "naturalness_rwku"):
+            if all(key in m for m in members):
+                merged[key] = {**_mean_summaries([m[key] for m in members]), "targets": targets}
+        out.append(merged)
+    return out
 
 
 def fmt(value, scale=1.0, digits=1) -> str:
@@ -204,7 +247,9 @@ def render(runs, published: bool = True) -> str:
 
 def build_parser() -> Parser:
     parser = Parser(prog="rerule report", description=__doc__)
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="output directories of `rerule eval`")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="output directories of `rerule eval`; RWKU runs sharing a name, one target each, are "
+                             "averaged over targets into one row")
     parser.add_argument("--out", default=None, help="also write report.md, report.json and PNG plots here")
     parser.add_argument("--hide_published", action="store_true",
                         help=f"leave out the rows of published numbers ({PAPER})")
@@ -214,7 +259,7 @@ def build_parser() -> Parser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        runs = load_runs(args.runs)
+        runs = average_rwku_targets(load_runs(args.runs))
     except EvalDataError as e:
         print(f"rerule report: {e}", file=sys.stderr)
         return 2

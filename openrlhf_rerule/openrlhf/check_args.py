@@ -3,6 +3,7 @@
     python -m openrlhf_rerule.openrlhf.check_args deepspeed --num_gpus 4 --module openrlhf.cli.train_sft ARGS
     python -m openrlhf_rerule.openrlhf.check_args ray job submit ... -- python3 -m MODULE ARGS
     python -m openrlhf_rerule.openrlhf.check_args rerule train stage2 ARGS
+    python -m openrlhf_rerule.openrlhf.check_args rerule {data,eval,report} ARGS     (parsed only)
 
 The module after `--module` / `-m` picks the parser: OpenRLHF's train_sft, or OpenRLHF's train_ppo_ray plus our
 `--replay.*` (with the replay compatibility checks); `rerule train` is the embedded backend's parser.
@@ -17,6 +18,7 @@ from openrlhf_rerule.replay.config import add_replay_arguments
 
 from .args import check_replay_compatible, replay_config_from_args, run_openrlhf_main
 from .compat import import_openrlhf
+from .whole_batches import whole_batches
 
 PARSERS = {
     "openrlhf.cli.train_sft": ("openrlhf.cli.train_sft", None),
@@ -41,6 +43,16 @@ def check(command: list[str]) -> dict:
         return {"module": f"rerule train {parsed.stage}",
                 "replay": asdict(replay) if replay and replay.enable else None}
 
+    if command[:1] == ["rerule"] and command[1:2] != ["train"]:  # data / eval / report: their own parsers
+        import importlib
+
+        from openrlhf_rerule.cli import COMMANDS
+
+        if len(command) < 2 or command[1] not in COMMANDS:
+            raise SystemExit(f"check_args: unknown rerule command: {' '.join(command)}")
+        importlib.import_module(COMMANDS[command[1]][0]).build_parser().parse_args(command[2:])
+        return {"module": f"rerule {command[1]}"}
+
     import_openrlhf()
     starts = [i + 2 for i, token in enumerate(command[:-1])
               if token in ("-m", "--module") and command[i + 1] in PARSERS]
@@ -51,7 +63,8 @@ def check(command: list[str]) -> dict:
     summary = {"module": module}
 
     def accept(args):
-        if extra_arguments is not None:
+        if extra_arguments is not None:  # our entry point: what its train() checks before Ray starts
+            summary.update(whole_batches(args))
             summary["replay"] = asdict(replay_config_from_args(args)) if args.replay.enable else None
             if args.replay.enable:
                 check_replay_compatible(args)

@@ -1,7 +1,8 @@
 """`python -m openrlhf_rerule.cli.train_ppo_ray` (or `-m openrlhf_rerule.openrlhf.train_ppo_ray`): OpenRLHF
 0.11.2's `openrlhf.cli.train_ppo_ray`, plus `--replay.*`.
 
-Without `--replay.enable` it is OpenRLHF's own `train(args)`, untouched: the RULE baseline is vanilla GRPO.
+Without `--replay.enable` it is OpenRLHF's own `train(args)`, untouched: the RULE baseline is vanilla GRPO (on whole
+rollout batches only, as RULE's own trainer: `whole_batches.py`).
 With it, the same `train(args)` runs with two classes exchanged: the driver-side trainer (`ReplayPPOTrainer`,
 which owns the replay buffer) and the policy actor (`ReplayPolicyModelActor`, which applies the replay loss).
 """
@@ -13,12 +14,14 @@ from openrlhf_rerule.replay.config import add_replay_arguments
 
 from .args import check_replay_compatible, replay_config_from_args, run_openrlhf_main
 from .compat import import_openrlhf
+from .whole_batches import whole_batches
 
 
 def train(args) -> None:
     import openrlhf.cli.train_ppo_ray as upstream
     import openrlhf.trainer.ppo_trainer as ppo_trainer
 
+    whole_batches(args)  # both arms: no step on a short rollout batch (lowers --data.max_samples, says so)
     if not args.replay.enable:
         upstream.train(args)
         return

@@ -171,6 +171,8 @@ def stage1_recipe(stack: Stack, world: dict, runs: Path) -> dict:
     run = stack.recipe("train_sft_stage1_rwku.sh", runs, {
         "NUM_GPUS": "1", "BASE_MODEL": str(world["model"]), "STAGE1_DATA": str(world["dir"] / "stage1.jsonl"),
         "SFT_BATCH": "16", "SFT_MICRO_BATCH": "8", "SFT_EPOCHS": "10", "SFT_LR": "1e-3", "SFT_MAX_LEN": "64",
+        # a tiny model learning in 30 steps: OpenRLHF's schedule and betas, not RULE's 20 warm-up steps for 8B
+        "SFT_WARMUP_STEPS": "1", "SFT_LR_SCHEDULER": "cosine_with_min_lr", "SFT_BETAS": "0.9 0.95",
         "EXTRA_ARGS": "--ds.attn_implementation eager"})
     assert run.proc.returncode == 0 and (out / "model.safetensors").exists(), run.log[-3000:]
     return {"model": out, "log": run.log}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Reproduce the ReRULE paper's MUSE-Books table (Table 2; Table 4's random-storage row with ABLATIONS=random) from
+# the RULE authors' released files:
+#
+#   released Stage 1 / Stage 2 files -> `rerule data convert rule`
+#   Stage 1 (refusal SFT) -> RULE -> ReRULE (-> ReRULE with random storage when ABLATIONS=random)
+#   `rerule eval muse` of each model on MUSE-Books' evaluation files only
+#   `rerule report`: our rows under the paper's
+#
+#   RULE_RELEASE=path/to/RULE-Unlearn bash examples/scripts/reproduce_muse.sh     (DRY_RUN=1: validate the plan)
+#
+# Inputs: RULE_RELEASE, a checkout of github xwtMarch/RULE-Unlearn (Stage 1: RS/data/MUSE/Target/books/
+# reject_target_0.5.json, the file of its Stage 1 script RS/scripts/full/run_rt_epoch_muse_target.sh; Stage 2:
+# data/MUSE/books/rl_rejection_with_neighbor.json, the file of its run_muse.sh); MUSE_DIR, MUSE-Books' evaluation
+# files in muse_bench's layout (default: the copy inside the release, data/MUSE/books). Every recipe variable
+# passes through. Writes under RUNS_DIR/muse/: data/, stage1/, rule/, rerule/, eval/, report/.
+source "$(dirname "$0")/_common.sh"
+RULE_RELEASE="${RULE_RELEASE:-$DATA_DIR/RULE-Unlearn}"
+MUSE_DIR="${MUSE_DIR:-$RULE_RELEASE/data/MUSE/books}"
+ABLATIONS="${ABLATIONS:-}"   # "random": also ReRULE with random storage (Table 4)
+export RUN_ROOT="${RUN_ROOT:-$RUNS_DIR/muse}"
+STAGE1_SRC="$RULE_RELEASE/RS/data/MUSE/Target/books/reject_target_0.5.json"
+STAGE2_SRC="$RULE_RELEASE/data/MUSE/books/rl_rejection_with_neighbor.json"
+need_files "$STAGE1_SRC" "$STAGE2_SRC" "$MUSE_DIR/verbmem/forget.json" "$MUSE_DIR/knowmem/forget_qa.json" \
+  "$MUSE_DIR/knowmem/retain_qa.json" "$MUSE_DIR/privleak/forget.json" "$MUSE_DIR/privleak/holdout.json"
+
+# 1. Data: the authors' files, unchanged but for the format (repeated Stage 2 prompts are dropped).
+run rerule data convert rule "$STAGE1_SRC" --out "$RUN_ROOT/data/stage1.jsonl"
+run rerule data convert rule "$STAGE2_SRC" --out "$RUN_ROOT/data/stage2.jsonl"
+# TODO(merge): report train/evaluation overlap, and choose the prompt format by name (RULE's 10-shot format or
+# ours) for Stage 1, Stage 2 and evaluation alike, e.g.
+#   run rerule data overlap "$RUN_ROOT/data/stage1.jsonl" "$RUN_ROOT/data/stage2.jsonl" "$MUSE_DIR"/knowmem/*_qa.json
+export STAGE1_DATA="$RUN_ROOT/data/stage1.jsonl" STAGE2_DATA="$RUN_ROOT/data/stage2.jsonl"
+
+# 2. Stage 1, RULE, ReRULE (and the ablation): the recipes.
+train_arms muse
+
+# 3. Evaluation on MUSE-Books' files only: VerbMem, KnowMem forget / retain, PrivLeak.
+EVALUATIONS=()
+evaluate_arms muse --data "$MUSE_DIR" --corpus books
+
+# 4. The table, the paper's rows above ours.
+run rerule report "${EVALUATIONS[@]}" --out "$RUN_ROOT/report"

@@ -1,0 +1,111 @@
+"""examples/scripts/reproduce_{rwku,muse,tofu}.sh under DRY_RUN: the whole plan, data -> Stage 1 -> RULE -> ReRULE
+(-> random storage) -> eval -> report, every command accepted by its real parser (`check_args.check`, what
+DRY_RUN=1 runs on each line), the inputs checked before anything, and every output of a run under its own folder.
+The plans are printed with DRY_RUN=print and validated in this process (OpenRLHF is imported once)."""
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from openrlhf_rerule.openrlhf.check_args import check
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "examples" / "scripts"
+RULE_TARGETS = ["1_Stephen_King", "2_Confucius", "3_Bruce_Lee", "4_Warren_Buffett", "5_Christina_Aguilera",
+                "6_Cindy_Crawford", "7_Marie_Osmond", "8_Paris_Hilton", "9_Justin_Bieber",
+                "10_Prince_Harry,_Duke_of_Sussex"]
+
+
+def touch(*paths: Path) -> None:
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+
+def release(root: Path, targets=RULE_TARGETS) -> Path:
+    """Empty files where the RULE release and the benchmarks keep theirs (DRY_RUN checks that they exist)."""
+    for t in targets:
+        touch(root / f"RS/data/RWKU/Target/{t}/reject_target.json",
+              *(root / f"data/RWKU/Target/{t}/{name}.json" for name in
+                ("rl_rejection_with_fb_neighbor_target", "forget_level1", "neighbor_level1")))
+    touch(root / "RS/data/MUSE/Target/books/reject_target_0.5.json", root / "data/MUSE/books/rl_rejection_with_neighbor.json",
+          *(root / "data/MUSE/books" / f for f in ("verbmem/forget.json", "knowmem/forget_qa.json",
+                                                   "knowmem/retain_qa.json", "privleak/forget.json",
+                                                   "privleak/holdout.json")))
+    touch(*(root / "TOFU" / f"{name}.json" for name in ("forget01", "forget01_perturbed", "retain_perturbed",
+                                                         "real_authors_perturbed", "world_facts_perturbed")),
+          root / "retain_run" / "tofu_items.json")
+    return root
+
+
+def plan(script: str, root: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPTS / script)], capture_output=True, text=True, env={
+        **os.environ, "DRY_RUN": "print", "PYTHON": "python3", "RULE_RELEASE": str(root), "DATA_DIR": str(root),
+        "RUNS_DIR": str(root / "runs"), "TOFU_DIR": str(root / "TOFU"), "RETAIN_RUN": str(root / "retain_run"),
+        **env})
+
+
+def commands(result) -> list[list[str]]:
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [shlex.split(line[2:]) for line in result.stdout.splitlines() if line.startswith("+ ")]
+
+
+def kind(argv) -> str:
+    if argv[0] == "rerule":
+        return " ".join(argv[:3]) if argv[1] in ("data", "eval") else "rerule report"
+    if argv[0] == "deepspeed":
+        return "stage1"
+    run_dir = Path(argv[argv.index("--ckpt.output_dir") + 1]).parent
+    return "stage2 " + run_dir.name + (" random" if "random" in argv else "")
+
+
+def flag(argv, name):
+    return argv[argv.index(name) + 1]
+
+
+@pytest.mark.parametrize("script, first", [("reproduce_rwku.sh", ["rerule data convert"] * 2),
+                                           ("reproduce_muse.sh", ["rerule data convert"] * 2),
+                                           ("reproduce_tofu.sh", ["rerule data convert", "rerule data boundary",
+                                                                  "rerule data stage1", "rerule data stage2"])])
+def test_the_whole_plan_is_accepted_by_the_real_parsers(script, first, tmp_path):
+    root = release(tmp_path)
+    runs = commands(plan(script, root, TARGETS="1_Stephen_King", ABLATIONS="random"))
+    arms = ["stage1", "stage2 rule", "stage2 rerule", "stage2 rerule_random_storage random"]
+    evaluation = "rerule eval " + script[len("reproduce_"):-3]
+    assert [kind(a) for a in runs] == first + arms + [evaluation] * 4 + ["rerule report"]
+    for argv in runs:
+        check(argv)  # raises SystemExit on a rejected argument
+    evals = [a for a in runs if a[:2] == ["rerule", "eval"]]
+    assert len({flag(a, "--out") for a in evals}) == 4 and runs[-1][2:6] == [flag(a, "--out") for a in evals]
+    assert [flag(a, "--name") for a in evals] == ["Stage 1 (ours)", "RULE (ours)", "ReRULE (ours)",
+                                                  "ReRULE random storage (ours)"]
+    # Stage 2 trains the model Stage 1 wrote, on the file step 1 wrote, and each arm's model is what is evaluated.
+    stage1_out = flag(runs[len(first)], "--ckpt.output_dir")
+    for argv, ev in zip(runs[len(first) + 1:len(first) + 4], evals[1:]):
+        assert flag(argv, "--actor.model_name_or_path") == stage1_out
+        assert flag(argv, "--data.prompt_dataset") == flag(runs[len(first) - 1], "--out")
+        assert flag(argv, "--ckpt.output_dir") == flag(ev, "--model")
+    assert flag(evals[0], "--model") == stage1_out
+
+
+def test_rwku_runs_every_target_in_its_own_folder_and_reports_them_together(tmp_path):
+    root = release(tmp_path)
+    runs = commands(plan("reproduce_rwku.sh", root))  # default TARGETS: the ten of the RULE release's scripts
+    converts = [a for a in runs if a[:3] == ["rerule", "data", "convert"]]
+    assert [Path(a[4]).parent.name for a in converts[1::2]] == RULE_TARGETS
+    outputs = [flag(a, flag_name) for a in runs for flag_name in ("--out", "--ckpt.output_dir", "--ckpt.path")
+               if flag_name in a and a[1] != "report"]
+    folders = {Path(o).relative_to(root / "runs" / "rwku").parts[0] for o in outputs}
+    assert folders == {t.replace(",", "") for t in RULE_TARGETS}  # no comma: OpenRLHF splits dataset paths at commas
+    assert len(outputs) == len(set(outputs))  # no two commands write the same place
+    report = runs[-1]
+    assert report[:2] == ["rerule", "report"] and len(report) == 2 + 3 * 10 + 2  # 3 arms x 10 targets, --out DIR
+
+
+def test_a_missing_input_stops_the_plan_before_anything_runs(tmp_path):
+    root = release(tmp_path, targets=["1_Stephen_King"])
+    result = plan("reproduce_rwku.sh", root, TARGETS="1_Stephen_King 2_Confucius")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"input not found: {root}/RS/data/RWKU/Target/2_Confucius/reject_target.json\n"
