@@ -32,7 +32,8 @@ def release(root: Path, targets=RULE_TARGETS) -> Path:
                 ("rl_rejection_with_fb_neighbor_target", "forget_level1", "neighbor_level1")))
     touch(root / "RS/data/MUSE/Target/books/reject_target_0.5.json", root / "data/MUSE/books/rl_rejection_with_neighbor.json",
           *(root / "data/MUSE/books" / f for f in ("verbmem/forget.json", "knowmem/forget_qa.json",
-                                                   "knowmem/retain_qa.json", "privleak/forget.json",
+                                                   "knowmem/retain_qa.json", "knowmem/forget_qa_icl.json",
+                                                   "knowmem/retain_qa_icl.json", "privleak/forget.json",
                                                    "privleak/holdout.json")))
     touch(*(root / "TOFU" / f"{name}.json" for name in ("forget01", "forget01_perturbed", "retain_perturbed",
                                                          "real_authors_perturbed", "world_facts_perturbed")),
@@ -65,8 +66,8 @@ def flag(argv, name):
     return argv[argv.index(name) + 1]
 
 
-@pytest.mark.parametrize("script, first", [("reproduce_rwku.sh", ["rerule data convert"] * 2),
-                                           ("reproduce_muse.sh", ["rerule data convert"] * 2),
+@pytest.mark.parametrize("script, first", [("reproduce_rwku.sh", ["rerule data convert"] * 2 + ["rerule data overlap"] * 2),
+                                           ("reproduce_muse.sh", ["rerule data convert"] * 2 + ["rerule data overlap"]),
                                            ("reproduce_tofu.sh", ["rerule data convert", "rerule data boundary",
                                                                   "rerule data stage1", "rerule data stage2"])])
 def test_the_whole_plan_is_accepted_by_the_real_parsers(script, first, tmp_path):
@@ -85,7 +86,7 @@ def test_the_whole_plan_is_accepted_by_the_real_parsers(script, first, tmp_path)
     stage1_out = flag(runs[len(first)], "--ckpt.output_dir")
     for argv, ev in zip(runs[len(first) + 1:len(first) + 4], evals[1:]):
         assert flag(argv, "--actor.model_name_or_path") == stage1_out
-        assert flag(argv, "--data.prompt_dataset") == flag(runs[len(first) - 1], "--out")
+        assert flag(argv, "--data.prompt_dataset") == flag([a for a in runs[:len(first)] if "--out" in a][-1], "--out")
         assert flag(argv, "--ckpt.output_dir") == flag(ev, "--model")
     assert flag(evals[0], "--model") == stage1_out
 
@@ -109,3 +110,26 @@ def test_a_missing_input_stops_the_plan_before_anything_runs(tmp_path):
     result = plan("reproduce_rwku.sh", root, TARGETS="1_Stephen_King 2_Confucius")
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == f"input not found: {root}/RS/data/RWKU/Target/2_Confucius/reject_target.json\n"
+
+
+def test_muse_uses_one_prompt_format_for_stage1_stage2_and_evaluation(tmp_path):
+    runs = commands(plan("reproduce_muse.sh", release(tmp_path)))
+    converts = [a for a in runs if a[:4] == ["rerule", "data", "convert", "rule"]]
+    evals = [a for a in runs if a[:3] == ["rerule", "eval", "muse"]]
+    assert [flag(a, "--prompt_format") for a in converts + evals] == ["rule_muse"] * (len(converts) + len(evals))
+    assert all(flag(a, "--icl").endswith("knowmem/forget_qa_icl.json") for a in converts)
+    assert not any("--normal_icl" in a for a in converts)  # the label-chosen block only when asked for
+    leak = commands(plan("reproduce_muse.sh", release(tmp_path / "leak"), MUSE_PROMPT_FORMAT="rule_muse_label_leak"))
+    stage2 = [a for a in leak if a[:4] == ["rerule", "data", "convert", "rule"]][1]
+    assert flag(stage2, "--prompt_format") == "rule_muse_label_leak"
+    assert flag(stage2, "--normal_icl").endswith("knowmem/retain_qa_icl.json")
+
+
+def test_tofu_writes_the_papers_eleven_whole_batches_and_keeps_its_evaluation_sets_out(tmp_path):
+    runs = commands(plan("reproduce_tofu.sh", release(tmp_path)))
+    stage1, stage2 = (next(a for a in runs if a[:3] == ["rerule", "data", name]) for name in ("stage1", "stage2"))
+    assert (flag(stage2, "--steps"), flag(stage2, "--rollout_batch")) == ("11", "32")  # Appendix D: 11 steps of 32
+    for argv in (stage1, stage2):
+        held_out = argv[argv.index("--eval") + 1:argv.index("--eval") + 4]
+        assert [Path(p).name for p in held_out] == ["retain_perturbed.json", "real_authors_perturbed.json",
+                                                    "world_facts_perturbed.json"]

@@ -22,14 +22,27 @@ export RUN_ROOT="${RUN_ROOT:-$RUNS_DIR/muse}"
 STAGE1_SRC="$RULE_RELEASE/RS/data/MUSE/Target/books/reject_target_0.5.json"
 STAGE2_SRC="$RULE_RELEASE/data/MUSE/books/rl_rejection_with_neighbor.json"
 need_files "$STAGE1_SRC" "$STAGE2_SRC" "$MUSE_DIR/verbmem/forget.json" "$MUSE_DIR/knowmem/forget_qa.json" \
-  "$MUSE_DIR/knowmem/retain_qa.json" "$MUSE_DIR/privleak/forget.json" "$MUSE_DIR/privleak/holdout.json"
+  "$MUSE_DIR/knowmem/retain_qa.json" "$MUSE_DIR"/knowmem/{forget,retain}_qa_icl.json "$MUSE_DIR/privleak/forget.json" "$MUSE_DIR/privleak/holdout.json"
 
-# 1. Data: the authors' files, unchanged but for the format (repeated Stage 2 prompts are dropped).
-run rerule data convert rule "$STAGE1_SRC" --out "$RUN_ROOT/data/stage1.jsonl"
-run rerule data convert rule "$STAGE2_SRC" --out "$RUN_ROOT/data/stage2.jsonl"
-# TODO(merge): report train/evaluation overlap, and choose the prompt format by name (RULE's 10-shot format or
-# ours) for Stage 1, Stage 2 and evaluation alike, e.g.
-#   run rerule data overlap "$RUN_ROOT/data/stage1.jsonl" "$RUN_ROOT/data/stage2.jsonl" "$MUSE_DIR"/knowmem/*_qa.json
+# 1. Data: the authors' files, unchanged but for the format (repeated Stage 2 prompts are dropped). The prompt
+# format is one setting for Stage 1, Stage 2 and evaluation (docs/data.md#muse-prompt-format): MUSE_PROMPT_FORMAT
+# rule_muse (default) is RULE's 10-shot prompt with the forget ICL block for every row; rule_muse_label_leak is
+# what the authors' Stage 2 ran (the block chosen by the row's label: a shortcut; use it to reproduce their numbers
+# and say so). The formatted prompt is in the file, so the recipes pass it through (INPUT_TEMPLATE='{}').
+MUSE_PROMPT_FORMAT="${MUSE_PROMPT_FORMAT:-rule_muse}"
+icl=(--icl "$MUSE_DIR/knowmem/forget_qa_icl.json")
+stage2_icl=("${icl[@]}")
+if [[ "$MUSE_PROMPT_FORMAT" == rule_muse_label_leak ]]; then
+  stage2_icl+=(--normal_icl "$MUSE_DIR/knowmem/retain_qa_icl.json")
+fi
+passthrough='{}'; export PROMPT_FORMAT=template INPUT_TEMPLATE="${INPUT_TEMPLATE:-$passthrough}"
+run rerule data convert rule "$STAGE1_SRC" --out "$RUN_ROOT/data/stage1.jsonl" --prompt_format rule_muse "${icl[@]}"
+run rerule data convert rule "$STAGE2_SRC" --out "$RUN_ROOT/data/stage2.jsonl" \
+  --prompt_format "$MUSE_PROMPT_FORMAT" "${stage2_icl[@]}"
+# What of MUSE's evaluation files the released training files contain (a report, not a refusal: route (a) trains
+# on the authors' files as released; docs/data.md#what-the-check-finds-in-the-authors-release).
+run rerule data overlap "$RUN_ROOT/data/stage2.jsonl" "$MUSE_DIR"/knowmem/{forget,retain}_qa.json \
+  "$MUSE_DIR/verbmem/forget.json"
 export STAGE1_DATA="$RUN_ROOT/data/stage1.jsonl" STAGE2_DATA="$RUN_ROOT/data/stage2.jsonl"
 
 # 2. Stage 1, RULE, ReRULE (and the ablation): the recipes.
@@ -37,7 +50,7 @@ train_arms muse
 
 # 3. Evaluation on MUSE-Books' files only: VerbMem, KnowMem forget / retain, PrivLeak.
 EVALUATIONS=()
-evaluate_arms muse --data "$MUSE_DIR" --corpus books
+evaluate_arms muse --data "$MUSE_DIR" --corpus books --prompt_format rule_muse
 
 # 4. The table, the paper's rows above ours.
 run rerule report "${EVALUATIONS[@]}" --out "$RUN_ROOT/report"

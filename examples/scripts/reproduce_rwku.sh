@@ -42,8 +42,12 @@ for target in $TARGETS; do
     --out "$run_dir/data/stage1.jsonl"
   run rerule data convert rule "$RULE_RELEASE/data/RWKU/Target/$target/rl_rejection_with_fb_neighbor_target.json" \
     --out "$run_dir/data/stage2.jsonl"
-  # TODO(merge): report train/evaluation overlap here, e.g.
-  #   run rerule data overlap "$run_dir/data/stage1.jsonl" "$run_dir/data/stage2.jsonl" "$RWKU_DIR/$target"/*_level*.json
+  # What of this target's RWKU probes the released training files contain (a report, not a refusal: route (a)
+  # trains on the authors' files as released; docs/data.md#what-the-check-finds-in-the-authors-release).
+  for train_file in stage1 stage2; do
+    run rerule data overlap "$run_dir/data/$train_file.jsonl" "$RWKU_DIR/$target"/forget_level{1,2,3}.json \
+      "$RWKU_DIR/$target"/neighbor_level{1,2}.json
+  done
 
   # 2. Stage 1, RULE, ReRULE (and the ablation): the recipes, with this target's files and run folder.
   export RUN_ROOT="$run_dir" STAGE1_DATA="$run_dir/data/stage1.jsonl" STAGE2_DATA="$run_dir/data/stage2.jsonl"

@@ -29,13 +29,12 @@ run rerule data convert tofu "$TOFU_DIR/forget01.json" --kind forget --out "$dat
 # shellcheck disable=SC2086  # BOUNDARY_ARGS: several flags
 run rerule data boundary --forget "$data/forget.jsonl" --out "$data/boundary.jsonl" \
   --cache "$data/boundary_cache.jsonl" ${BOUNDARY_ARGS:-}
-run rerule data stage1 --forget "$data/forget.jsonl" --out "$data/stage1.jsonl"
-# TODO(merge): the paper's 11 steps of 32 prompts need 352 Stage 2 rows (80 prompts in shuffled passes): add
-#   --steps "${MAX_STEPS:-11}" --rollout_batch "${ROLLOUT_BATCH:-32}"
-# and the evaluation files that must not leak into training other than the forget set itself, e.g.
-#   --eval "$TOFU_DIR/retain_perturbed.json" "$TOFU_DIR/real_authors_perturbed.json" "$TOFU_DIR/world_facts_perturbed.json"
-# Until then the 80-prompt file trains 2 whole steps (the adapter drops the short third batch and says so).
+# TOFU trains on its forget set by design; its other evaluation sets must not reach training (--eval refuses it).
+eval_only=("$TOFU_DIR"/{retain_perturbed,real_authors_perturbed,world_facts_perturbed}.json)
+run rerule data stage1 --forget "$data/forget.jsonl" --out "$data/stage1.jsonl" --eval "${eval_only[@]}"
+# The paper's 11 steps of 32 prompts (Appendix D): exactly 352 Stage 2 rows, the 80 prompts in seeded shuffled passes.
 run rerule data stage2 --forget "$data/forget.jsonl" --boundary "$data/boundary.jsonl" --ratio 1 \
+  --steps "${MAX_STEPS:-11}" --rollout_batch "${ROLLOUT_BATCH:-32}" --eval "${eval_only[@]}" \
   --out "$data/stage2.jsonl"
 export STAGE1_DATA="$data/stage1.jsonl" STAGE2_DATA="$data/stage2.jsonl"
 
