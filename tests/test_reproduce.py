@@ -133,3 +133,14 @@ def test_tofu_writes_the_papers_eleven_whole_batches_and_keeps_its_evaluation_se
         held_out = argv[argv.index("--eval") + 1:argv.index("--eval") + 4]
         assert [Path(p).name for p in held_out] == ["retain_perturbed.json", "real_authors_perturbed.json",
                                                     "world_facts_perturbed.json"]
+
+
+def test_rwku_stage2_is_the_papers_37_whole_batches_of_32_unless_asked_otherwise(tmp_path):
+    """Appendix D: 37 steps of 32. `convert rule` drops the release's repeated prompts, so the plan cycles the
+    distinct ones to exactly 37 x 32; STAGE2_STEPS=0 keeps them once (the adapter then drops a short last batch)."""
+    def stage2_convert(**env):
+        runs = commands(plan("reproduce_rwku.sh", release(tmp_path / str(len(env))), TARGETS="1_Stephen_King", **env))
+        return [a for a in runs if a[:4] == ["rerule", "data", "convert", "rule"]][1]
+    default = stage2_convert()
+    assert (flag(default, "--steps"), flag(default, "--rollout_batch")) == ("37", "32")
+    assert "--steps" not in stage2_convert(STAGE2_STEPS="0")

@@ -24,6 +24,12 @@ TARGETS="${TARGETS:-1_Stephen_King 2_Confucius 3_Bruce_Lee 4_Warren_Buffett 5_Ch
 7_Marie_Osmond 8_Paris_Hilton 9_Justin_Bieber 10_Prince_Harry,_Duke_of_Sussex}"
 EVAL_SUBSETS="${EVAL_SUBSETS:-forget neighbor}"   # Table 1's columns; "forget neighbor mia fluency ..." for more
 ABLATIONS="${ABLATIONS:-}"                         # "random": also ReRULE with random storage (Table 4's ablation)
+# Appendix D: 37 steps of 32 prompts = the whole batches of a target's 1200 released Stage 2 prompts. `convert rule`
+# drops the release's repeated prompts (e.g. 1046 of 1200 distinct for 5_Christina_Aguilera), so it cycles the
+# distinct ones in seeded shuffled passes to exactly STAGE2_STEPS x ROLLOUT_BATCH; 0: the distinct prompts once.
+STAGE2_STEPS="${STAGE2_STEPS:-37}"
+stage2_steps=()
+if [[ "$STAGE2_STEPS" != 0 ]]; then stage2_steps=(--steps "$STAGE2_STEPS" --rollout_batch "${ROLLOUT_BATCH:-32}"); fi
 
 # Every released and evaluation file, checked before anything runs.
 for target in $TARGETS; do
@@ -37,11 +43,12 @@ for target in $TARGETS; do
   run_dir="$RUNS_DIR/rwku/${target//,/}"   # OpenRLHF splits dataset paths at commas: none in ours
   echo "# target $target -> $run_dir"
 
-  # 1. Data: the authors' files, unchanged but for the format (repeated Stage 2 prompts are dropped).
+  # 1. Data: the authors' files, unchanged but for the format (repeated Stage 2 prompts dropped, then cycled to the
+  # paper's step count: STAGE2_STEPS above).
   run rerule data convert rule "$RULE_RELEASE/RS/data/RWKU/Target/$target/reject_target.json" \
     --out "$run_dir/data/stage1.jsonl"
   run rerule data convert rule "$RULE_RELEASE/data/RWKU/Target/$target/rl_rejection_with_fb_neighbor_target.json" \
-    --out "$run_dir/data/stage2.jsonl"
+    --out "$run_dir/data/stage2.jsonl" "${stage2_steps[@]}"
   # What of this target's RWKU probes the released training files contain (a report, not a refusal: route (a)
   # trains on the authors' files as released; docs/data.md#what-the-check-finds-in-the-authors-release).
   for train_file in stage1 stage2; do

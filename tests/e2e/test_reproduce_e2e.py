@@ -72,7 +72,8 @@ def test_reproduce_rwku_one_target_end_to_end(stack, world, tmp_path):
         "SFT_BATCH": "16", "SFT_MICRO_BATCH": "8", "SFT_EPOCHS": "10", "SFT_LR": "1e-3", "SFT_MAX_LEN": "64",
         "SFT_WARMUP_STEPS": "1", "SFT_LR_SCHEDULER": "cosine_with_min_lr", "SFT_BETAS": "0.9 0.95",
         # Stage 2: every prompt of the 96 (no step cap) at 20 a batch, one episode; replay from step 2
-        "MAX_STEPS": "0", "NUM_EPISODES": "1", "ROLLOUT_BATCH": "20", "REPLAY_BATCH_GROUPS": "20",
+        # (STAGE2_STEPS 0: the file's distinct prompts once, so that the adapter's drop of a short batch runs)
+        "MAX_STEPS": "0", "STAGE2_STEPS": "0", "NUM_EPISODES": "1", "ROLLOUT_BATCH": "20", "REPLAY_BATCH_GROUPS": "20",
         "REPLAY_MIN_GROUPS": "20", "REPLAY_WARMUP_STEPS": "1",
         # one environment for both stages: the Stage 2 machine flags go where train_sft does not see them
         "EXTRA_ARGS": "--ds.attn_implementation eager",
