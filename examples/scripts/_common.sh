@@ -59,8 +59,10 @@ evaluate_arms() {
   local benchmark="$1" arm model label; shift
   for arm in "${ARMS[@]}"; do
     model="$RUN_ROOT/$arm/model"; if [[ "$arm" == stage1 ]]; then model="$RUN_ROOT/stage1"; fi
+    if [[ "$arm" == base ]]; then model="$BASE_MODEL"; fi   # PURGE's reference point: the model before unlearning
     case "$arm" in
       stage1) label="Stage 1 (ours)" ;; rule) label="RULE (ours)" ;; rerule) label="ReRULE (ours)" ;;
+      base) label="Base model" ;; purge) label="PURGE (ours)" ;; purge_replay) label="PURGE + replay (ours)" ;;
       *) label="ReRULE ${arm#rerule_} (ours)"; label="${label//_/ }" ;;
     esac
     run rerule eval "$benchmark" --model "$model" --out "$RUN_ROOT/eval/$arm" --name "$label" "$@"
@@ -68,10 +70,13 @@ evaluate_arms() {
   done
 }
 
-# Stage 1 and Stage 2 must format prompts identically: a chat template (instruct models), or INPUT_TEMPLATE.
+# Stage 1 and Stage 2 must format prompts identically: a chat template (instruct models), INPUT_TEMPLATE, or the
+# raw prompt text (PROMPT_FORMAT=raw: PURGE's authors pass plain strings to TRL, so no template is applied).
 prompt_format_args() {
   if [[ "${PROMPT_FORMAT:-template}" == chat ]]; then
     PROMPT_ARGS=(--data.apply_chat_template)
+  elif [[ "$PROMPT_FORMAT" == raw ]]; then
+    PROMPT_ARGS=()
   else
     PROMPT_ARGS=(--data.input_template "$INPUT_TEMPLATE")
   fi
@@ -161,7 +166,7 @@ grpo_stage2() {
     --actor.num_nodes 1 --actor.num_gpus_per_node "$NUM_GPUS" \
     --vllm.num_engines "${VLLM_ENGINES:-$NUM_GPUS}" --vllm.tensor_parallel_size 1 \
     --train.colocate_all "${sleep_args[@]}" --vllm.gpu_memory_utilization 0.5 \
-    --actor.model_name_or_path "${STAGE1_MODEL:-$RUN_ROOT/stage1}" \
+    --actor.model_name_or_path "${ACTOR_MODEL:-${STAGE1_MODEL:-$RUN_ROOT/stage1}}" \
     --reward.remote_url openrlhf_rerule/rewards/openrlhf_reward.py \
     --data.prompt_dataset "${STAGE2_DATA:-$DATA_DIR/$BENCHMARK/stage2.jsonl}" \
     --data.input_key prompt --data.label_key label "${PROMPT_ARGS[@]}" "${max_samples[@]}" \
@@ -171,10 +176,11 @@ grpo_stage2() {
     --data.max_len "$(( ${MAX_PROMPT_LEN:-512} + MAX_NEW_TOKENS ))" \
     --train.batch_size "${TRAIN_BATCH:-$(( rollout_batch * n ))}" --train.micro_batch_size "$TRAIN_MICRO_BATCH" \
     --train.max_epochs 1 --train.num_episodes "${NUM_EPISODES:-1}" --train.seed "${SEED:-42}" \
-    --actor.adam.lr "${ACTOR_LR:-2e-6}" --actor.adam.betas 0.9 0.999 --actor.adam.weight_decay 1e-2 \
+    --actor.adam.lr "${ACTOR_LR:-2e-6}" --actor.adam.betas 0.9 0.999 \
+    --actor.adam.weight_decay "${WEIGHT_DECAY:-1e-2}" \
     --actor.lr_scheduler "${LR_SCHEDULER:-constant}" --actor.lr_warmup_ratio 0 \
     --algo.advantage.estimator group_norm \
-    --algo.kl.use_loss --algo.kl.estimator k3 --algo.kl.init_coef 1e-2 \
+    --algo.kl.use_loss --algo.kl.estimator k3 --algo.kl.init_coef "${KL_COEF:-1e-2}" \
     --ds.zero_stage 3 --ds.param_dtype bf16 --actor.gradient_checkpointing_enable \
     --ckpt.path "$out/ckpt" --ckpt.output_dir "$out/model" --ckpt.save_steps "$SAVE_STEPS" \
     --ckpt.max_num "$CKPT_MAX_NUM" --logger.logging_steps 1 \
@@ -231,4 +237,42 @@ benchmark_defaults() {
       REPLAY_WARMUP_STEPS="${REPLAY_WARMUP_STEPS:-15}"; REPLAY_CAPACITY="${REPLAY_CAPACITY:-1200}" ;;
     *) echo "unknown benchmark '$BENCHMARK' (muse, tofu, rwku)" >&2; return 2 ;;
   esac
+}
+
+# PURGE (github strzar/purge at 24d1a3f; arXiv 2601.20568) on RWKU through the same Stage 2 function: GRPO from the
+# model to be unlearned itself (no Stage 1) with the forbidden-entity reward. Their trainer is TRL 0.18.1's
+# GRPOTrainer (requirements.txt:223); src/purge.py:121-131 sets only epochs, batch, accumulation and generations,
+# so every other value is a GRPOConfig / TrainingArguments default of TRL 0.18.1 ("TRL default" below). Sets the
+# variables grpo_stage2 and replay_args read; every one is overridable from the environment.
+purge_defaults() {
+  BENCHMARK=rwku
+  RUN_ROOT="${RUN_ROOT:-$RUNS_DIR/rwku_purge}"
+  BASE_MODEL="${BASE_MODEL:-microsoft/Phi-3-mini-4k-instruct}"  # src/configs/config.yaml:6 -> model/phi_3_mini_4k_instruct_3.8b.yaml:3
+  ACTOR_MODEL="${ACTOR_MODEL:-$BASE_MODEL}"    # purge.py:64 (policy) and TRL's reference copy of it: no Stage 1
+  STAGE2_DATA="${STAGE2_DATA:-$DATA_DIR/rwku_purge/stage2.jsonl}"   # `rerule data purge stage2`
+  REWARD_VARIANT="${REWARD_VARIANT:-purge_binary}"   # reward/binary.yaml:3 -> rewards/binary.py:37-40
+  PROMPT_FORMAT="${PROMPT_FORMAT:-raw}"      # purge.py:115 Dataset of plain "prompt" strings: TRL applies no template
+  INPUT_TEMPLATE="${INPUT_TEMPLATE:-}"
+  # A step: training/binary.yaml:3-5 per_device_train_batch_size 2 x gradient_accumulation_steps 8 x 1 GPU
+  # (scripts/run_a100.sh:12, run_h200.sh:12; the recipes default NUM_GPUS to 1 before sourcing this file) = 16
+  # completions = 4 prompts x num_generations 4 (TRL 0.18.1 generates one batch per optimizer step).
+  N_SAMPLES="${N_SAMPLES:-4}"; ROLLOUT_BATCH="${ROLLOUT_BATCH:-4}"; TRAIN_BATCH="${TRAIN_BATCH:-16}"
+  TRAIN_MICRO_BATCH="${TRAIN_MICRO_BATCH:-2}"; ROLLOUT_MICRO_BATCH="${ROLLOUT_MICRO_BATCH:-8}"
+  # training/binary.yaml:12 dataset_size 100 (purge.py:116-117 the first 100) = 25 steps of 4 an episode;
+  # binary.yaml:2 num_epochs 40 = 40 episodes: 1000 steps, 16,000 completions per target.
+  MAX_STEPS="${MAX_STEPS:-25}"; NUM_EPISODES="${NUM_EPISODES:-40}"
+  ACTOR_LR="${ACTOR_LR:-1e-6}"               # TRL default learning_rate (GRPOConfig)
+  LR_SCHEDULER="${LR_SCHEDULER:-linear}"     # TRL default lr_scheduler_type, no warm-up (grpo_stage2: ratio 0)
+  WEIGHT_DECAY="${WEIGHT_DECAY:-0}"          # TRL default weight_decay; AdamW betas 0.9/0.999, eps 1e-8, clip 1.0 as grpo_stage2
+  KL_COEF="${KL_COEF:-0.04}"                 # TRL default beta, per-token k3 as a loss (grpo_stage2's --algo.kl.*)
+  MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-256}"    # TRL default max_completion_length
+  MAX_PROMPT_LEN="${MAX_PROMPT_LEN:-512}"    # TRL default max_prompt_length
+  SEED="${SEED:-42}"                         # TRL default seed
+  # Hard-case replay scaled from ReRULE's RWKU setting (tau 0.6, 100 groups, step 15, capacity 1200 = its prompt
+  # count, 32 groups = its rollout batch) to PURGE's 100 prompts x 4 a step: tau unchanged (with 4 binary rewards
+  # a group of at most 2 clean completions is hard), 12 groups (~3 replay batches, as 100 of 32), after the first
+  # episode (step 25: every prompt tried once), capacity 100 (the prompt count), 4 groups (the rollout batch).
+  REPLAY_THRESHOLD="${REPLAY_THRESHOLD:-0.6}"; REPLAY_MIN_GROUPS="${REPLAY_MIN_GROUPS:-12}"
+  REPLAY_WARMUP_STEPS="${REPLAY_WARMUP_STEPS:-25}"; REPLAY_CAPACITY="${REPLAY_CAPACITY:-100}"
+  REPLAY_BATCH_GROUPS="${REPLAY_BATCH_GROUPS:-4}"
 }

@@ -16,7 +16,7 @@ from pathlib import Path
 from openrlhf_rerule.atomic import atomic_path
 from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.rewards.rule import LabelError
-from openrlhf_rerule.rewards.variants import label_tag
+from openrlhf_rerule.rewards.variants import check_label_fits, label_tag
 
 # field -> must the string be non-empty
 SCHEMAS = {
@@ -149,6 +149,18 @@ def validate_rows(rows: list, kind: str, path="<rows>") -> None:
                 raise DataError(path, line, "prompt_id", f"duplicate of line {first} (a deliberate repeat carries "
                                 "\"repeat\": k >= 1 and the same prompt, label and kind)")
             seen_ids.setdefault(row["prompt_id"], line)
+
+
+def check_labels_fit(path, numbered_labels, variant: str, field: str = "label", setting: str = ""):
+    """DataError at the first row whose label `variant` cannot score (PURGE labels under a RULE variant and the
+    reverse; a <reject> label without a target under two_stage_abs_target). Both backends run it before any model
+    loads: `rerule train stage2` on --reward_variant, the OpenRLHF launcher on RERULE_REWARD_VARIANT.
+    `numbered_labels`: (line, label) pairs; `setting`: where the variant was chosen (default --reward_variant)."""
+    for line, label in numbered_labels:
+        try:
+            check_label_fits(variant, label)
+        except LabelError as e:
+            raise DataError(path, line, field, f"{e} ({setting or '--reward_variant ' + variant})") from None
 
 
 def _is_repeat(row: dict, first: dict) -> bool:

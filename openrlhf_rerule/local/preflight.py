@@ -23,8 +23,8 @@ from pathlib import Path
 
 from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.data import DataError, read_jsonl
-from openrlhf_rerule.rewards.rule import LabelError, parse_label
-from openrlhf_rerule.rewards.variants import check_label_fits
+from openrlhf_rerule.data.schema import check_labels_fit
+from openrlhf_rerule.rewards.rule import parse_label
 
 from .checkpoint import RUN_FILE, clean_interrupted, file_sha256, find_checkpoint
 from .sft_data import check_truncation
@@ -213,11 +213,7 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None]:
         check_model_dir("--ref_model", cfg.ref_model)
     rows = read_jsonl(cfg.data, kind)
     if getattr(cfg, "reward_variant", ""):  # every label must be one the variant scores (RULE vs PURGE, target)
-        for line, row in enumerate(rows, 1):
-            try:
-                check_label_fits(cfg.reward_variant, row["label"])
-            except LabelError as e:
-                raise DataError(cfg.data, line, "label", f"{e} (--reward_variant {cfg.reward_variant})") from None
+        check_labels_fit(cfg.data, enumerate((row["label"] for row in rows), 1), cfg.reward_variant)
     if kind == "sft":
         check_truncation(cfg, rows)
     else:

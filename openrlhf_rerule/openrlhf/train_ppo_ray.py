@@ -14,6 +14,7 @@ from openrlhf_rerule.replay.config import add_replay_arguments
 
 from .args import check_replay_compatible, replay_config_from_args, run_openrlhf_main
 from .compat import import_openrlhf
+from .reward_labels import check_reward_labels
 from .whole_batches import whole_batches
 
 
@@ -21,6 +22,7 @@ def train(args) -> None:
     import openrlhf.cli.train_ppo_ray as upstream
     import openrlhf.trainer.ppo_trainer as ppo_trainer
 
+    check_reward_labels(args)  # a label the reward variant cannot score would train on zeros: refused (exit 2)
     whole_batches(args)  # both arms: no step on a short rollout batch (lowers --data.max_samples, says so)
     if not args.replay.enable:
         upstream.train(args)

@@ -31,6 +31,7 @@ import torch
 from openrlhf_rerule.rewards.rule import LabelError
 from openrlhf_rerule.rewards.variants import make_scorer
 
+DEFAULT_VARIANT = "two_stage_abs_target"  # when RERULE_REWARD_VARIANT is unset (the launcher checks labels with it too)
 LOG_NAMES = ("refused", "named_target", "rouge_l", "is_forget", "forget_refused", "boundary_refused", "mentioned",
              "bad_label", "prompt_not_found", "reward_error", "bad_call")
 
@@ -82,7 +83,7 @@ def call_problem(queries, prompts, labels) -> str | None:
 
 
 def reward_func(queries, prompts, labels, **kwargs):
-    options = dict(variant=os.environ.get("RERULE_REWARD_VARIANT", "two_stage_abs_target"),
+    options = dict(variant=os.environ.get("RERULE_REWARD_VARIANT", DEFAULT_VARIANT),
                    refusal_mode=os.environ.get("RERULE_REFUSAL_MODE", "rule"),
                    rouge_backend=os.environ.get("RERULE_ROUGE_BACKEND", "rouge"),
                    purge_boundary=os.environ.get("RERULE_PURGE_BOUNDARY", "word"),

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from e2e_stack import dump, parse_steps, stage2_env
-from test_openrlhf_e2e import STEPS, sync_ratio
+from e2e_stack import dump, parse_steps, stage2_env, sync_ratio
+from test_openrlhf_e2e import STEPS
 
 pytestmark = pytest.mark.e2e
 

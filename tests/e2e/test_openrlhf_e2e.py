@@ -14,20 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from e2e_stack import REPO, dump, parse_steps, stage2_env
+from e2e_stack import REPO, dump, parse_steps, stage2_env, sync_ratio
 
 pytestmark = pytest.mark.e2e
 
 STEPS = 8  # MAX_STEPS 4 prompts-batches x NUM_EPISODES 2
-
-
-def sync_ratio(steps: dict) -> float:
-    """How far vLLM's log-probs of its own samples sit from the trainer's (vllm_kl), relative to how far the
-    trainer has moved from the Stage 1 weights vLLM started with (kl to the reference), over the last half of the
-    run. Weights that reach vLLM: about 0 (bf16 noise; measured 0.001). Weights that do not: a sizeable fraction
-    (measured 0.43), since vLLM then still samples from the Stage 1 model, which the reference also is."""
-    late = [steps[s] for s in sorted(steps)[len(steps) // 2:]]
-    return sum(abs(m["vllm_kl"]) for m in late) / sum(m["kl"] for m in late)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# PURGE and PURGE + hard-case replay on RWKU, one target at a time as the authors run it (github strzar/purge
+# scripts/run_h200.sh:39-43: one `purge.py entity=<target>` per target), from RWKU's files and the model itself:
+#
+#   for each target in TARGETS:
+#     `rerule data purge answers`   the model to be unlearned answers the target's rejection-tuning questions
+#                                   (QUESTIONS_FILE, never the evaluation probes)
+#     `rerule data purge entities`  the forbidden-term list: offline from ENTITIES_DIR/<target>/fts.json (your
+#                                   reviewed list, or the authors' released data/PURGE), or EXTRACTOR_MODEL at an
+#                                   OpenAI-compatible endpoint
+#     `rerule data purge stage2`    the first 100 questions with <purge> labels; refused if one is an evaluation probe
+#     PURGE -> PURGE + replay       train_purge_rwku.sh, train_purge_replay_rwku.sh
+#     `rerule eval rwku`            the base model and both arms on that target's RWKU probes
+#   `rerule report`: one row per method, the mean over targets
+#
+#   RWKU_DIR=path/to/RWKU/Target ENTITIES_DIR=path/to/purge/data/PURGE BASE_MODEL=/models/Phi-3-mini-4k-instruct \
+#     bash examples/scripts/reproduce_purge_rwku.sh                         (DRY_RUN=1: validate the plan)
+#
+# Every recipe variable (NUM_GPUS, ACTOR_LR, NUM_EPISODES, REPLAY_*, ...) passes through; each target writes only
+# under RUNS_DIR/rwku_purge/<target>/: data/, purge/, purge_replay/, eval/.
+NUM_GPUS="${NUM_GPUS:-1}"   # as the recipes (strzar/purge scripts/run_a100.sh:12)
+source "$(dirname "$0")/_common.sh"
+purge_defaults
+RWKU_DIR="${RWKU_DIR:-$DATA_DIR/RWKU/Target}"   # RWKU's target folders (questions and evaluation probes)
+ENTITIES_DIR="${ENTITIES_DIR:-$DATA_DIR/PURGE}" # <target>/fts.json, the layout of the authors' data/PURGE
+# The targets of the authors' latest run script (scripts/run_h200.sh:17); their lists cover all 100 RWKU targets.
+TARGETS="${TARGETS:-1_Stephen_King 2_Confucius 3_Bruce_Lee 4_Warren_Buffett 5_Christina_Aguilera}"
+QUESTIONS_FILE="${QUESTIONS_FILE:-reject_phi.json}"  # RWKU's Phi-3 rejection set, the authors' input
+                                                     # (src/misc/data_generation/generate_responses.py:156)
+PURGE_PROMPTS="${PURGE_PROMPTS:-100}"               # training/binary.yaml:12 dataset_size
+EVAL_SUBSETS="${EVAL_SUBSETS:-forget neighbor}"     # "forget neighbor mia fluency ..." for more
+# Answers come from the model itself (--local_model BASE_MODEL), or ANSWERS_BASE_URL + ANSWERS_MODEL (a vLLM server).
+if [[ -n "${ANSWERS_BASE_URL:-}" ]]; then
+  answerer=(--base_url "$ANSWERS_BASE_URL" --model "${ANSWERS_MODEL:?ANSWERS_MODEL: the served model name}")
+else
+  answerer=(--local_model "$BASE_MODEL")
+fi
+
+# Every input, checked before anything runs (under DRY_RUN too).
+for target in $TARGETS; do
+  need_files "$RWKU_DIR/$target/$QUESTIONS_FILE" "$RWKU_DIR/$target"/forget_level{1,2,3}.json \
+             "$RWKU_DIR/$target"/neighbor_level{1,2}.json
+  if [[ -z "${EXTRACTOR_MODEL:-}" ]]; then need_files "$ENTITIES_DIR/$target/fts.json"; fi
+done
+
+EVALUATIONS=()
+for target in $TARGETS; do
+  run_dir="$RUNS_DIR/rwku_purge/${target//,/}"   # OpenRLHF splits dataset paths at commas: none in ours
+  echo "# target $target -> $run_dir"
+  questions="$RWKU_DIR/$target/$QUESTIONS_FILE" data="$run_dir/data"
+
+  # 1. Data: answers of the model to be unlearned, the entity list, Stage 2 rows (checked against the probes).
+  answers_cache=(); if [[ -n "${ANSWERS_BASE_URL:-}" ]]; then answers_cache=(--cache "$data/answers_cache.jsonl"); fi
+  run rerule data purge answers --questions "$questions" "${answerer[@]}" "${answers_cache[@]}" \
+    --out "$data/answers.jsonl"
+  if [[ -n "${EXTRACTOR_MODEL:-}" ]]; then
+    run rerule data purge entities --answers "$data/answers.jsonl" --model "$EXTRACTOR_MODEL" \
+      ${EXTRACTOR_BASE_URL:+--base_url "$EXTRACTOR_BASE_URL"} --cache "$data/extractor_cache.jsonl" \
+      --out "$data/entities.json"
+  else
+    run rerule data purge entities --answers "$data/answers.jsonl" --offline "$ENTITIES_DIR/$target/fts.json" \
+      --out "$data/entities.json"
+  fi
+  run rerule data purge stage2 --questions "$questions" --entities "$data/entities.json" \
+    --max_prompts "$PURGE_PROMPTS" --out "$data/stage2.jsonl" \
+    --eval "$RWKU_DIR/$target"/forget_level{1,2,3}.json "$RWKU_DIR/$target"/neighbor_level{1,2}.json
+
+  # 2. PURGE and PURGE + replay: the recipes, with this target's file and run folder.
+  export RUN_ROOT="$run_dir" STAGE2_DATA="$data/stage2.jsonl"
+  bash "$REPO_ROOT/examples/scripts/train_purge_rwku.sh"
+  bash "$REPO_ROOT/examples/scripts/train_purge_replay_rwku.sh"
+
+  # 3. Evaluation on RWKU's probes of this target only: the model before unlearning, then both arms.
+  ARMS=(base purge purge_replay)
+  evaluate_arms rwku --data "$RWKU_DIR/$target" --subsets $EVAL_SUBSETS
+done
+
+# 4. The table: per method, the mean over targets of each per-target metric.
+run rerule report "${EVALUATIONS[@]}" --out "$RUNS_DIR/rwku_purge/report"

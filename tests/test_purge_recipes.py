@@ -1,0 +1,220 @@
+"""The PURGE recipes (train_purge_rwku.sh, train_purge_replay_rwku.sh, reproduce_purge_rwku.sh) under DRY_RUN, and the
+OpenRLHF launcher's check that every prompt's label fits RERULE_REWARD_VARIANT.
+
+The expected values are worked out here from the PURGE authors' files (github strzar/purge at 24d1a3f) and TRL
+0.18.1's GRPOConfig defaults, which their trainer inherits, not read back from the scripts:
+  src/configs/training/binary.yaml  num_epochs 40, per_device_train_batch_size 2, gradient_accumulation_steps 8,
+                                    num_generations 4, dataset_size 100; scripts/run_a100.sh: one GPU
+  -> 2 x 8 x 1 = 16 completions an optimizer step = 16 / 4 = 4 prompts; 100 / 4 = 25 steps an episode; 40 episodes
+  TRL 0.18.1: learning_rate 1e-6, linear schedule without warm-up, weight_decay 0, beta 0.04 (k3), epsilon 0.2,
+  max_prompt_length 512, max_completion_length 256, temperature 1.0, seed 42; plain prompt strings (no template).
+"""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from openrlhf_rerule.openrlhf import compat
+from openrlhf_rerule.openrlhf.check_args import check
+from test_reproduce import SCRIPTS, commands, flag, touch
+
+compat.import_openrlhf()
+
+FIVE_TARGETS = ["1_Stephen_King", "2_Confucius", "3_Bruce_Lee", "4_Warren_Buffett", "5_Christina_Aguilera"]
+PROBES = ["forget_level1", "forget_level2", "forget_level3", "neighbor_level1", "neighbor_level2"]
+
+
+def inputs(root: Path, targets=FIVE_TARGETS) -> Path:
+    """Empty files where RWKU keeps its target folders and the PURGE authors their entity lists."""
+    for t in targets:
+        touch(*(root / "RWKU" / t / f"{name}.json" for name in ["reject_phi", *PROBES]),
+              root / "PURGE" / t / "fts.json")
+    return root
+
+
+def plan(script: str, root: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPTS / script)], capture_output=True, text=True, env={
+        **os.environ, "DRY_RUN": "print", "PYTHON": "python3", "DATA_DIR": str(root), "RUNS_DIR": str(root / "runs"),
+        "RWKU_DIR": str(root / "RWKU"), "ENTITIES_DIR": str(root / "PURGE"),
+        "STAGE2_DATA": str(root / "stage2.jsonl"), **env})
+
+
+def grpo(argv) -> tuple[dict, list[str]]:
+    """The train_ppo_ray arguments after `--` of a `ray job submit` line, and its runtime environment."""
+    runtime_env = json.loads(flag(argv, "--runtime-env-json"))
+    return runtime_env["env_vars"], argv[argv.index("--") + 1:]
+
+
+def test_train_purge_is_the_authors_setting_through_our_adapter(tmp_path):
+    (run,) = commands(plan("train_purge_rwku.sh", tmp_path))
+    env, argv = grpo(run)
+    assert env == {"RERULE_REWARD_VARIANT": "purge_binary"}
+    expected = {
+        "--actor.model_name_or_path": "microsoft/Phi-3-mini-4k-instruct",  # model/phi_3_mini_4k_instruct_3.8b.yaml
+        "--rollout.n_samples_per_prompt": "4", "--rollout.batch_size": "4", "--train.batch_size": "16",
+        "--train.micro_batch_size": "2",  # per_device_train_batch_size: 8 micro-batches accumulated
+        "--data.max_samples": "100", "--train.num_episodes": "40", "--train.max_epochs": "1",
+        "--actor.adam.lr": "1e-6", "--actor.lr_scheduler": "linear", "--actor.lr_warmup_ratio": "0",
+        "--actor.adam.weight_decay": "0", "--algo.kl.init_coef": "0.04", "--algo.kl.estimator": "k3",
+        "--algo.advantage.estimator": "group_norm", "--rollout.max_new_tokens": "256",
+        "--data.max_len": str(512 + 256), "--rollout.temperature": "1.0", "--train.seed": "42",
+        "--actor.num_gpus_per_node": "1", "--ckpt.save_steps": "500",
+    }
+    assert {name: flag(argv, name) for name in expected} == expected
+    assert "--algo.kl.use_loss" in argv
+    assert "--data.apply_chat_template" not in argv and "--data.input_template" not in argv  # raw prompts
+    assert not any(a.startswith("--replay.") for a in argv)
+    summary = check(run)  # OpenRLHF's parser, our flags and the whole-batch count
+    assert (summary["prompts"], summary["steps_per_episode"]) == (None, None)  # (no data file in this test)
+
+
+def test_purge_replay_differs_from_purge_only_in_the_replay_flags(tmp_path):
+    rows = [{"prompt": f"q{i}", "label": json.dumps(["<purge>", "T", "T"])} for i in range(100)]
+    (tmp_path / "stage2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (purge,), (replay,) = (commands(plan(s, tmp_path)) for s in ("train_purge_rwku.sh", "train_purge_replay_rwku.sh"))
+    _, plain = grpo(purge)
+    _, argv = grpo(replay)
+    extra = argv[len(plain):]
+    names = {"purge", "purge_replay"}
+    assert [a for a in argv[:len(plain)] if not any(n in a for n in names)] == \
+        [a for a in plain if not any(n in a for n in names)]
+    # ReRULE's RWKU replay (tau 0.6, 100 groups, step 15, capacity 1200 prompts, 32 groups = its rollout batch)
+    # scaled to 100 prompts x 4 a step: tau 0.6, 12 groups, after the first episode (25 steps), capacity 100,
+    # 4 groups = the rollout batch.
+    assert extra == ["--replay.enable", "--replay.threshold", "0.6", "--replay.min_groups", "12",
+                     "--replay.warmup_steps", "25", "--replay.capacity", "100", "--replay.batch_groups", "4"]
+    summary = check(replay)  # with the replay compatibility checks, on the 100-row file
+    assert (summary["prompts"], summary["steps_per_episode"]) == (100, 25)
+    assert summary["replay"]["batch_groups"] == 4
+
+
+def kind(argv) -> str:
+    if argv[0] == "rerule":
+        return " ".join(argv[:4]) if argv[1] == "data" else " ".join(argv[:3]) if argv[1] == "eval" else argv[1]
+    return "train " + Path(flag(argv, "--ckpt.output_dir")).parent.name
+
+
+def test_reproduce_purge_plan_runs_the_pipeline_per_target_through_the_real_parsers(tmp_path):
+    root = inputs(tmp_path)
+    runs = commands(plan("reproduce_purge_rwku.sh", root, TARGETS="1_Stephen_King"))
+    assert [kind(a) for a in runs] == [
+        "rerule data purge answers", "rerule data purge entities", "rerule data purge stage2",
+        "train purge", "train purge_replay", "rerule eval rwku", "rerule eval rwku", "rerule eval rwku", "report"]
+    for argv in runs:
+        check(argv)  # raises SystemExit on a rejected argument
+    answers, entities, stage2, purge, replay, *evals, report = runs
+    folder, target = root / "runs" / "rwku_purge" / "1_Stephen_King", root / "RWKU" / "1_Stephen_King"
+    # answers from the model to be unlearned, on the rejection-tuning questions (the authors' reject_phi.json)
+    assert flag(answers, "--questions") == flag(stage2, "--questions") == str(target / "reject_phi.json")
+    assert flag(answers, "--local_model") == "microsoft/Phi-3-mini-4k-instruct"
+    assert flag(entities, "--answers") == flag(answers, "--out")
+    assert flag(entities, "--offline") == str(root / "PURGE" / "1_Stephen_King" / "fts.json")
+    assert flag(stage2, "--entities") == flag(entities, "--out") and flag(stage2, "--max_prompts") == "100"
+    assert stage2[stage2.index("--eval") + 1:] == [str(target / f"{p}.json") for p in PROBES]  # checked, refused
+    for argv in (purge, replay):
+        env, args = grpo(argv)
+        assert flag(args, "--data.prompt_dataset") == flag(stage2, "--out")
+        assert flag(args, "--actor.model_name_or_path") == flag(answers, "--local_model")
+        assert env["RERULE_REWARD_VARIANT"] == "purge_binary"
+    assert [flag(a, "--model") for a in evals] == ["microsoft/Phi-3-mini-4k-instruct",
+                                                   flag(grpo(purge)[1], "--ckpt.output_dir"),
+                                                   flag(grpo(replay)[1], "--ckpt.output_dir")]
+    assert [flag(a, "--name") for a in evals] == ["Base model", "PURGE (ours)", "PURGE + replay (ours)"]
+    assert all(flag(a, "--data") == str(target) for a in evals)
+    assert report[2:] == [flag(a, "--out") for a in evals] + ["--out", str(root / "runs" / "rwku_purge" / "report")]
+    outputs = [flag(a, "--out") for a in runs[:3]] + [flag(grpo(a)[1], "--ckpt.output_dir") for a in (purge, replay)]
+    assert all(Path(o).is_relative_to(folder) for o in outputs)
+
+
+def test_reproduce_purge_defaults_to_the_authors_five_targets_and_can_use_endpoints(tmp_path):
+    root = inputs(tmp_path)
+    runs = commands(plan("reproduce_purge_rwku.sh", root))  # scripts/run_h200.sh:17
+    stage2 = [a for a in runs if a[:4] == ["rerule", "data", "purge", "stage2"]]
+    assert [Path(flag(a, "--questions")).parent.name for a in stage2] == FIVE_TARGETS
+    assert len(runs[-1]) == 2 + 3 * 5 + 2  # report: 3 evaluations x 5 targets, --out DIR
+    endpoint = commands(plan("reproduce_purge_rwku.sh", inputs(tmp_path / "e", ["1_Stephen_King"]),
+                             TARGETS="1_Stephen_King", ANSWERS_BASE_URL="http://h:8000/v1", ANSWERS_MODEL="phi3",
+                             EXTRACTOR_MODEL="gpt-4o"))
+    answers, entities = endpoint[:2]
+    assert (flag(answers, "--base_url"), flag(answers, "--model")) == ("http://h:8000/v1", "phi3")
+    assert "--local_model" not in answers and "--cache" in answers
+    assert flag(entities, "--model") == "gpt-4o" and "--offline" not in entities and "--cache" in entities
+
+
+def test_a_missing_entity_list_stops_the_plan_before_anything_runs(tmp_path):
+    root = inputs(tmp_path, ["1_Stephen_King"])
+    (root / "PURGE" / "1_Stephen_King" / "fts.json").unlink()
+    result = plan("reproduce_purge_rwku.sh", root, TARGETS="1_Stephen_King")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"input not found: {root}/PURGE/1_Stephen_King/fts.json\n"
+
+
+# ---- the launcher's label check ------------------------------------------------------------------------------
+PURGE_LABEL = json.dumps(["<purge>", "Stephen King", "Stephen King", "Carrie"])
+RULE_LABEL = json.dumps(["<reject>", "refusal text", "Stephen King"])
+
+
+def launch(tmp_path, monkeypatch, labels, variant, suffix=".jsonl"):
+    """Our entry point on a prompt file with `labels`, OpenRLHF's train replaced by a recorder (Ray never starts)."""
+    import openrlhf.cli.train_ppo_ray as upstream
+
+    from openrlhf_rerule.openrlhf.train_ppo_ray import main
+
+    path = tmp_path / f"prompts{suffix}"
+    path.write_text("".join(json.dumps({"prompt": f"q{i}", "label": label}) + "\n" for i, label in enumerate(labels)))
+    if variant is None:
+        monkeypatch.delenv("RERULE_REWARD_VARIANT", raising=False)
+    else:
+        monkeypatch.setenv("RERULE_REWARD_VARIANT", variant)
+    started = []
+    monkeypatch.setattr(upstream, "train", started.append)
+    main(["--actor.model_name_or_path", "m", "--reward.remote_url", "openrlhf_rerule/rewards/openrlhf_reward.py",
+          "--data.prompt_dataset", str(path), "--data.input_key", "prompt", "--data.label_key", "label",
+          "--algo.advantage.estimator", "group_norm", "--rollout.n_samples_per_prompt", "4",
+          "--rollout.batch_size", "2", "--train.batch_size", "8"])
+    return path, started
+
+
+@pytest.mark.parametrize("labels, variant, line, says", [
+    ([PURGE_LABEL, RULE_LABEL], "purge_binary", 2, "<reject>"),
+    ([RULE_LABEL, PURGE_LABEL], "two_stage_abs_target", 2, "purge_binary"),
+    ([PURGE_LABEL, PURGE_LABEL], None, 1, "purge_binary"),  # unset: the reward file's default, a RULE variant
+])
+def test_a_label_the_reward_variant_cannot_score_is_refused_before_ray_starts(tmp_path, monkeypatch, capsys,
+                                                                             labels, variant, line, says):
+    with pytest.raises(SystemExit) as stop:
+        path, started = launch(tmp_path, monkeypatch, labels, variant)
+    assert stop.value.code == 2
+    (message,) = capsys.readouterr().err.strip().splitlines()
+    shown = variant or "two_stage_abs_target"
+    assert message.startswith(f"{tmp_path / 'prompts.jsonl'}, line {line}, field 'label': ")
+    assert says in message and message.endswith(f"(RERULE_REWARD_VARIANT={shown})")
+
+
+def test_fitting_labels_start_the_run_and_a_json_array_is_checked_too(tmp_path, monkeypatch, capsys):
+    _, started = launch(tmp_path, monkeypatch, [PURGE_LABEL, PURGE_LABEL], "purge_binary")
+    assert len(started) == 1
+    _, started = launch(tmp_path, monkeypatch, [RULE_LABEL, RULE_LABEL], "two_stage_abs")
+    assert len(started) == 1
+    array = tmp_path / "prompts.json"
+    array.write_text(json.dumps([{"prompt": "a", "label": PURGE_LABEL}, {"prompt": "b", "label": RULE_LABEL}],
+                                indent=1))
+    monkeypatch.setenv("RERULE_REWARD_VARIANT", "purge_binary")
+    from openrlhf_rerule.openrlhf.reward_labels import check_reward_labels
+
+    args = type("A", (), {})()
+    args.reward = type("R", (), {"remote_url": "openrlhf_rerule/rewards/openrlhf_reward.py"})()
+    args.data = type("D", (), {"label_key": "label", "prompt_dataset": str(array)})()
+    with pytest.raises(SystemExit):
+        check_reward_labels(args)
+    # indent=1 puts "[", " {", two fields, " }," on lines 1-5: the second object opens on line 6
+    assert capsys.readouterr().err.startswith(f"{array}, line 6, field 'label': a PURGE label starts with")
+
+
+def test_an_unknown_reward_variant_is_refused(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as stop:
+        launch(tmp_path, monkeypatch, [PURGE_LABEL], "purge")
+    assert stop.value.code == 2 and "'purge' is not a reward variant" in capsys.readouterr().err
