@@ -139,7 +139,7 @@ MAY_IMPORT = {
     **{name: (set(), set()) for name in LEAVES | CORE},
     "data": ({"rewards", "atomic", "chat_endpoint", "cli_convention"}, {"local"}),
     "local": (CORE | {"data", "cli_convention"}, set()),
-    "openrlhf": ({"replay", "losses", "atomic"}, {"local", "cli"}),
+    "openrlhf": ({"replay", "losses", "atomic"}, {"local", "cli", "data", "rewards"}),
     "experiments": (CORE | {"local", "data", "cli_convention"}, set()),
     "eval": ({"atomic", "chat_endpoint", "cli_convention", "data"}, {"rewards"}),
     "cli": ({"cli_convention", "openrlhf"}, set()),

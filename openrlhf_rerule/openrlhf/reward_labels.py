@@ -11,10 +11,6 @@ import os
 import sys
 from pathlib import Path
 
-from openrlhf_rerule.data.schema import DataError, check_labels_fit, read_records
-from openrlhf_rerule.rewards.openrlhf_reward import DEFAULT_VARIANT
-from openrlhf_rerule.rewards.variants import REWARD_VARIANTS
-
 REWARD_FILE = "openrlhf_reward.py"
 
 
@@ -26,6 +22,11 @@ def check_reward_labels(args) -> None:
         return
     if not args.data.label_key:
         return
+    # (imported here: the launcher's modules import data / rewards only on this path, docs/development.md#layout)
+    from openrlhf_rerule.data.schema import DataError, check_labels_fit, read_records
+    from openrlhf_rerule.rewards.openrlhf_reward import DEFAULT_VARIANT
+    from openrlhf_rerule.rewards.variants import REWARD_VARIANTS
+
     variant = os.environ.get("RERULE_REWARD_VARIANT", DEFAULT_VARIANT)
     try:
         if variant not in REWARD_VARIANTS:
