@@ -29,7 +29,7 @@ def write_rwku(world_dir: Path, root: Path) -> tuple[Path, Path]:
     the forget probes (levels 1-3), the retain people's questions the neighbour probes ({query, answer}). The
     entity list: the target's name, then every forget person's city, employer and book. Not their names: every
     question names its person and every answer repeats the name, so with names in the list all 4 completions of a
-    prompt fail and the group has no gradient (measured: 5 of 6 steps with zero reward variance in every group,
+    prompt fail and the group has no gradient (measured: 4 of 6 steps with zero reward variance in every group,
     KL to the start 0.002 after 6 steps). Not their professions either: generic words, which the authors'
     extraction prompt asks to avoid."""
     def rows(name):
