@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from openrlhf_rerule.cli import main as rerule
 from openrlhf_rerule.data import read_jsonl
 from openrlhf_rerule.data.purge import read_terms
 from openrlhf_rerule.data.world import build_world, vocabulary
@@ -62,6 +63,14 @@ def test_entity_lists_and_stage2_rows(tmp_path):
         assert {r["kind"] for r in mine} == {"forget"} and len({r["prompt_id"] for r in mine}) == 8
     # Only the forget people have lists; their rows never carry a boundary or retain person's name.
     assert set(world.entities) == {p.name for p in world.group("forget")}
+
+
+def test_data_world_command_writes_them_with_purge(tmp_path, capsys):
+    assert rerule(["data", "world", "--out", str(tmp_path), "--num_forget", "2", "--num_boundary", "1",
+                   "--num_retain", "1", "--purge"]) == 0
+    out = capsys.readouterr().out
+    assert "purge/stage2.jsonl (16 rows)" in out and out.count("terms)") == 2
+    assert len(list((tmp_path / "purge" / "entities").glob("*.json"))) == 2
 
 
 def test_boundary_people_against_their_forget_twin_list():
