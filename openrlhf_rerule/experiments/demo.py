@@ -4,7 +4,8 @@ For each of --worlds synthetic worlds: a tiny word-level Llama learns the world 
 forget questions (mixed with answered questions of retain people) -> Stage 2 from that same checkpoint: RULE
 (GRPO) and ReRULE (GRPO + hard-case replay), same seeds -> greedy evaluation of every model. Then one report over
 the worlds (mean and 95% t-interval per cell, each README claim with how often it held): OUT/report.md,
-OUT/report.json, OUT/plots/*.png; the runs of world k under OUT/world<k>/.
+OUT/report.json, OUT/plots/*.png; the runs of world k under OUT/world<k>/. With --purge, PURGE arms run beside them
+(purge_arms.py) and the report gains a PURGE section.
 
 Choices of ours, said here and in the report:
 - The "learn the world" corpus is the world's pretrain.jsonl plus the world's refusal sentences as plain text
