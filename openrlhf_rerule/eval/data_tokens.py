@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 
 from openrlhf_rerule.data.schema import read_jsonl
-from openrlhf_rerule.rewards import PURGE_TAG
 
 from .io import EvalDataError
 
@@ -40,6 +39,8 @@ def load_tokenizer(path):
 
 
 def _is_purge_row(row: dict) -> bool:
+    from openrlhf_rerule.rewards import PURGE_TAG  # lazily: eval imports rewards only so (docs/development.md)
+
     try:
         label = json.loads(row["label"]) if isinstance(row["label"], str) else row["label"]
     except json.JSONDecodeError:
