@@ -124,8 +124,9 @@ def files(tmp_path):
 def test_counted_texts_follow_each_methods_training_data(files):
     # RULE / ReRULE: Stage 1 pairs (prompt + response) and the Stage 2 prompts, each distinct row once
     assert counted_texts([files["stage1"], files["rule2"]]) == [("a b c", "d e"), ("f", "g h i"), ("j k",), ("l m n",)]
-    # PURGE: its Stage 2 prompts and, from the answers file, the first answer to each of them
-    assert counted_texts([files["purge2"], files["answers"]]) == [("o p",), ("q",), ("r s t",), ("v w",)]
+    # PURGE: each of its Stage 2 prompts with the first answer to it in the answers file, one pair per prompt
+    assert counted_texts([files["purge2"], files["answers"]]) == [("o p", "r s t"), ("q", "v w")]
+    assert counted_texts([files["purge2"]]) == [("o p",), ("q",)]  # without the answers file: the prompts alone
 
 
 def test_token_counts_with_and_without_a_bos_per_encode(tmp_path, files):
@@ -135,8 +136,8 @@ def test_token_counts_with_and_without_a_bos_per_encode(tmp_path, files):
     purge = [files["purge2"], files["answers"]]
     assert count_tokens(plain, rule)["tokens"] == 3 + 2 + 1 + 3 + 2 + 3 == 14
     assert count_tokens(bos, rule)["tokens"] == 14 + 6  # six encodes (4 texts of 2 pairs + 2 prompts), a <s> each
-    assert count_tokens(plain, purge) == {"rows": 4, "tokens": 2 + 1 + 3 + 2, "files": purge}
-    assert count_tokens(bos, purge)["tokens"] == 8 + 4
+    assert count_tokens(plain, purge) == {"rows": 2, "tokens": 2 + 3 + 1 + 2, "files": purge}
+    assert count_tokens(bos, purge)["tokens"] == 8 + 4  # four encodes: each pair's prompt and answer apart
 
 
 def test_answers_that_miss_a_stage2_prompt_are_refused(tmp_path, files):
@@ -156,10 +157,10 @@ def test_report_tokenizer_table_per_target_and_mean(tmp_path, files, capsys):
     md = _table(capsys.readouterr().out, "**Unlearning data per target**")
     assert _row(md, "RULE")[:4] == ["1_A", "4", "14", "2.5"]  # 14 over PURGE's mean 5.5 = 2.545
     rows = [line.split("|")[2:6] for line in md.splitlines() if line.startswith("| PURGE |")]
-    # 1_A: 4 rows, 8 tokens (above); 2_B: the Stage 2 file alone, 2 distinct prompts, 2 + 1 tokens;
-    # the mean: 3 rows, 5.5 tokens, the fewest
-    assert rows == [[" 1_A ", " 4 ", " 8 ", " - "], [" 2_B ", " 2 ", " 3 ", " - "],
-                    [" mean of 2 targets ", " 3.0 ", " 5.5 ", " 1.0 "]]
+    # 1_A: 2 pairs, 8 tokens (above); 2_B: the Stage 2 file alone, 2 distinct prompts, 2 + 1 tokens;
+    # the mean: 2 rows, 5.5 tokens, the fewest
+    assert rows == [[" 1_A ", " 2 ", " 8 ", " - "], [" 2_B ", " 2 ", " 3 ", " - "],
+                    [" mean of 2 targets ", " 2.0 ", " 5.5 ", " 1.0 "]]
 
 
 def test_tokenizer_without_recorded_data_or_file_is_exit_2(tmp_path, capsys):

@@ -8,9 +8,8 @@ tokens, the prompt and the response of a pair encoded separately and summed. Wha
   Stage 2 rows ({prompt, label, ...}): the prompt; the responses are rollouts the policy samples, not data.
   {prompt, response} rows (a Stage 1 file, or PURGE's answers file): prompt + response; {text} rows: the text.
   With a PURGE Stage 2 file (`<purge>` labels), a {prompt, response} file is the answers its entity list was
-  built from: only the response to each Stage 2 prompt counts (the first one), since the prompt is counted once
-  from the Stage 2 file, so each Stage 2 prompt counts as one question-answer pair, as the authors' first 100
-  qa_pairs.json entries do.
+  built from: each Stage 2 prompt counts with its first answer there, one question-answer pair per prompt, as
+  the authors count the first 100 pairs of qa_pairs.json; the other answers do not count.
 Each distinct row of a file counts once: the corpus, not the feed (PURGE trains its 100 prompts for 40 epochs and
 they count once; a Stage 2 file that repeats prompts to fill whole batches counts each prompt once)."""
 
@@ -60,23 +59,25 @@ def _read(path) -> list[dict]:
 
 
 def counted_texts(paths) -> list[tuple[str, ...]]:
-    """The texts that count, one tuple per distinct counted row, from a model's unlearning-data files."""
+    """The texts that count, one tuple per distinct counted row, from a model's unlearning-data files. With a PURGE
+    Stage 2 file and its answers file, a row is a question-answer pair (prompt, its first answer)."""
     files = [(p, _read(p)) for p in paths]
-    stage2 = [(p, rows) for p, rows in files if rows and "label" in rows[0]]
-    purge_prompts = [r["prompt"] for _, rows in stage2 for r in rows if _is_purge_row(r)]
+    purge_prompts = list(dict.fromkeys(r["prompt"] for _, rows in files for r in rows
+                                       if "label" in r and _is_purge_row(r)))
+    pairs = purge_prompts and any("response" in rows[0] for _, rows in files)  # PURGE with its answers file
     out: list[tuple[str, ...]] = []
     for path, rows in files:
-        if rows and "label" in rows[0]:
-            texts = [(r["prompt"],) for r in rows]
-        elif purge_prompts and rows and "response" in rows[0]:
+        if "label" in rows[0]:
+            texts = [(r["prompt"],) for r in rows if not (pairs and _is_purge_row(r))]
+        elif pairs and "response" in rows[0]:
             answers: dict[str, str] = {}
             for r in rows:
                 answers.setdefault(r["prompt"], r["response"])
-            missing = [q for q in dict.fromkeys(purge_prompts) if q not in answers]
+            missing = [q for q in purge_prompts if q not in answers]
             if missing:
                 raise EvalDataError(f"{path}: no answer to {len(missing)} PURGE Stage 2 prompt(s), e.g. "
                                     f"{missing[0][:60]!r}: not the answers file this Stage 2 file was built from")
-            texts = [(answers[q],) for q in dict.fromkeys(purge_prompts)]
+            texts = [(q, answers[q]) for q in purge_prompts]
         else:
             texts = [(r["prompt"], r["response"]) if "response" in r else (r["text"],) for r in rows]
         out += list(dict.fromkeys(texts))
