@@ -127,6 +127,11 @@ def test_counted_texts_follow_each_methods_training_data(files):
     # PURGE: each of its Stage 2 prompts with the first answer to it in the answers file, one pair per prompt
     assert counted_texts([files["purge2"], files["answers"]]) == [("o p", "r s t"), ("q", "v w")]
     assert counted_texts([files["purge2"]]) == [("o p",), ("q",)]  # without the answers file: the prompts alone
+    # the answers as a JSON array (the authors' qa_pairs.json layout); an empty answer is kept, as the authors'
+    # released answers hold one (18_John_D._Rockefeller, entry 96)
+    qa_pairs = Path(files["answers"]).with_name("qa_pairs.json")
+    qa_pairs.write_text(json.dumps([{"prompt": "q", "response": ""}, {"prompt": "o p", "response": "r"}]))
+    assert counted_texts([files["purge2"], qa_pairs]) == [("o p", "r"), ("q", "")]
 
 
 def test_token_counts_with_and_without_a_bos_per_encode(tmp_path, files):
@@ -188,8 +193,8 @@ def test_eval_rwku_checks_and_records_the_unlearning_data(tmp_path, files, capsy
 
     monkeypatch.setattr(scoring, "load_model", refuse)
     assert cli.main(args + ["--unlearning_data", files["rule2"], bad]) == 2
-    assert capsys.readouterr().err == (f"rerule eval rwku: {bad}, line 1, field 'response': missing (stage1 rows "
-                                       "need prompt, response, subject)\n")
+    assert capsys.readouterr().err == (f"rerule eval rwku: {bad}, line 1, field 'response': missing or not a "
+                                       "string (rows of {prompt, response} or {text}, or Stage 2 rows)\n")
     assert not (tmp_path / "o").exists()
 
     loaded = {}

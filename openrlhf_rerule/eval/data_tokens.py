@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from openrlhf_rerule.data.schema import read_jsonl
+from openrlhf_rerule.data.schema import DataError, read_jsonl, read_records
 
 from .io import EvalDataError
 
@@ -48,14 +48,19 @@ def _is_purge_row(row: dict) -> bool:
 
 
 def _read(path) -> list[dict]:
-    """A Stage 2 file (its first row has a label) or an SFT-shaped one ({prompt, response} / {text} rows),
-    validated as such: a bad row is one error naming file, line and field."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            first = json.loads(f.readline())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        first = {}  # read_jsonl reports what is wrong, with the line
-    return read_jsonl(path, "stage2" if isinstance(first, dict) and "label" in first else "sft")
+    """A Stage 2 file (its first row has a label), validated as one; or rows of {prompt, response} / {text}
+    (a Stage 1 file, or an answers file, JSON lines or a JSON array such as the authors' qa_pairs.json), where an
+    empty response is allowed: a model's answer may be empty, and `rerule data purge answers` keeps it."""
+    records = read_records(path)
+    if "label" in records[0]:
+        return read_jsonl(path, "stage2")
+    for r in records:
+        fields = ("text",) if "text" in r and "prompt" not in r else ("prompt", "response")
+        for name in fields:
+            if not isinstance(r.get(name), str):
+                raise DataError(path, r["__line__"], name, "missing or not a string (rows of {prompt, response} "
+                                "or {text}, or Stage 2 rows)")
+    return records
 
 
 def counted_texts(paths) -> list[tuple[str, ...]]:
