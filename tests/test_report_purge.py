@@ -205,3 +205,15 @@ def test_eval_rwku_checks_and_records_the_unlearning_data(tmp_path, files, capsy
     summary = json.loads((tmp_path / "o" / "rwku_summary.json").read_text())
     assert summary["unlearning_data"] == [files["stage1"], files["rule2"]]  # absolute: the report reads them later
     assert summary["chat_template"] == "none" and loaded["chat_template"] == "none"
+
+
+def test_a_base_evaluated_once_over_all_targets_is_matched_per_target(tmp_path, capsys):
+    per_target = {"1_A": BASE, "2_B": {**BASE, "forget_all": 0.8}}
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "rwku_summary.json").write_text(json.dumps({"benchmark": "rwku", "targets": ["1_A", "2_B"], "name": "Base",
+                                                        "forget_all": 0.65, "per_target": per_target}))
+    runs = [str(base), _eval(tmp_path / "b", "2_B", "PURGE", **{**BASE, "forget_all": 0.6})]
+    assert report.main(runs + ["--hide_published", "--base", "Base"]) == 0
+    md = _table(capsys.readouterr().out, "**PURGE headline numbers**")
+    assert _row(md, "PURGE")[:3] == ["2_B", "25.0", "20.0"]  # against 2_B's base 0.8, not the mean 0.65
