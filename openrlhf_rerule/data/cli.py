@@ -80,9 +80,10 @@ def cmd_world(args):
 
     world = build_world(seed=args.seed, num_forget=args.num_forget, num_boundary=args.num_boundary,
                         num_retain=args.num_retain, num_refusal_templates=args.num_refusal_templates,
-                        stage2_ratio=args.ratio)
+                        stage2_ratio=args.ratio, purge=args.purge)
     for rel, path in world.write(args.out).items():
-        print(f"wrote {path} ({len(world.files[rel][0])} rows)")
+        print(f"wrote {path} ({len(world.files[rel][0])} rows)" if rel in world.files else
+              f"wrote {path} ({len(world.entities[json.loads(path.read_text())[0]])} terms)")
     print(f"{len(world.people)} people, {len(vocabulary(world.all_texts()))} distinct words")
 
 
@@ -372,6 +373,9 @@ def build_parser() -> Parser:
     p.add_argument("--num_retain", type=number(int, 0), default=12, help="unrelated people to keep")
     p.add_argument("--num_refusal_templates", type=number(int, 1), default=8, help="refusal templates the world uses")
     p.add_argument("--ratio", type=number(float, 0), default=1.0, help="boundary prompts per forget prompt in stage2")
+    p.add_argument("--purge", action="store_true", help="also write PURGE's data: each forget person's entity list "
+                   "(purge/entities/NAME.json: the name and the four attribute values) and purge/stage2.jsonl (the "
+                   "forget questions with <purge> labels); the other files do not change")
     p.set_defaults(func=cmd_world)
 
     p = sub.add_parser("stage1", help="refusal SFT rows (Type-II QA + Type-I fill-in-the-blank) from forget eval rows")

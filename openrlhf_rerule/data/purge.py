@@ -277,17 +277,24 @@ def cmd_entities(args):
           "--out STAGE2.jsonl")
 
 
+def stage2_rows(prompts: list[str], target: str, terms: list[str]) -> list[dict]:
+    """PURGE Stage 2 rows: one forget row per distinct prompt, in order, each labelled with the target's whole
+    term list (``["<purge>", target, *terms]``)."""
+    label = purge_label(target, terms)
+    rows, seen = [], set()
+    for prompt in prompts:
+        pid = prompt_id("forget", prompt)
+        if pid not in seen:
+            seen.add(pid)
+            rows.append({"prompt": prompt, "label": label, "prompt_id": pid, "kind": "forget", "target": target})
+    return rows
+
+
 def cmd_stage2(args):
     questions = read_questions(args.questions)
     target = target_of(questions, args.target, args.questions)
     terms = read_terms(args.entities)
-    label = purge_label(target, terms)
-    rows, seen = [], set()
-    for q in questions:
-        pid = prompt_id("forget", q["prompt"])
-        if pid not in seen:
-            seen.add(pid)
-            rows.append({"prompt": q["prompt"], "label": label, "prompt_id": pid, "kind": "forget", "target": target})
+    rows = stage2_rows([q["prompt"] for q in questions], target, terms)
     dropped = len(questions) - len(rows)
     rows = rows[:args.max_prompts] if args.max_prompts else rows
     meta = {"command": "purge stage2", "questions": args.questions, "entities": args.entities, "target": target,

@@ -15,6 +15,14 @@ tokenizer to learn in seconds on a CPU, shaped like the real benchmarks.
   also taught to refuse: a controlled amount of over-refusal, i.e. of hard `<normal>` cases for Stage 2; and
   `stage1_answer_boundary` — the share of boundary people whose questions Stage 1 is taught to *answer*, so that
   their Stage 2 prompts start easy (fewer hard cases than Stage 1 leaves by itself). `rerule study` varies both.
+- `purge=True` adds PURGE's data (off by default; every other file stays byte-identical): each forget person's
+  entity list — what PURGE's extractor would take from the model's own answers about them, which in this world
+  state exactly the name and the four attribute values — as `purge/entities/<name>.json` (the authors' fts.json
+  format), and `purge/stage2.jsonl`: the forget questions with `["<purge>", name, term, ...]` labels. The city,
+  employer and profession on a list are not unique to the person: boundary people share a city or an employer
+  with a forget person by construction, and any person may share one by chance, so the reward also forbids the
+  true answers of those questions about other people. A boundary person who shares the surname is not hit: the
+  name is one two-word term, matched as a whole.
 
     world = build_world(seed=0, num_forget=6, num_boundary=6, num_retain=12)
     world.write("out/world")   # pretrain.jsonl, stage1.jsonl, stage2.jsonl, eval/{forget,boundary,retain,heldout}.jsonl
@@ -27,7 +35,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from openrlhf_rerule.atomic import atomic_path
+
 from .builders import build_stage1, build_stage2
+from .purge import entity_list, stage2_rows
 from .schema import validate_rows, write_jsonl
 from .templates import refusal_templates
 
@@ -54,6 +65,7 @@ FORMS = {
     "book": ("what book did {name} write?", "{name} wrote the book ___.", "what is the name of the book by {name}?"),
 }
 SHARED_WITH_FORGET = ("surname", "city", "employer")  # cycled over boundary people
+PURGE_DIR = "purge/"  # the files purge=True adds
 
 
 @dataclass
@@ -87,14 +99,19 @@ class World:
     refusal_templates: list[str]
     stage2_ratio: float = 1.0
     files: dict = field(default_factory=dict)  # relative path -> (rows, kind)
+    entities: dict = field(default_factory=dict)  # purge=True: forget person's name -> PURGE term list
 
     def group(self, name: str) -> list[Person]:
         return [p for p in self.people if p.group == name]
 
     def all_texts(self) -> list[str]:
-        """Every string in every file (the text of labels, not their JSON or tag), plus the full refusal-template pool (so any refusal is in vocabulary)."""
+        """Every string in every file (the text of labels, not their JSON or tag), plus the full refusal-template pool (so any refusal is in vocabulary).
+        PURGE's files are left out: their words are the forget people's own (tested), and the tiny tokenizer's ids
+        follow word counts, so counting them again would change every model built with purge=True."""
         texts = [t.replace("{name}", "") for t in refusal_templates()]
-        for rows, _ in self.files.values():
+        for rel, (rows, _) in self.files.items():
+            if rel.startswith(PURGE_DIR):
+                continue
             for row in rows:
                 texts += [v for k, v in row.items() if isinstance(v, str) and k not in ("prompt_id", "label")]
                 texts += json.loads(row["label"])[1:] if "label" in row else []  # the tag is never model text
@@ -105,15 +122,21 @@ class World:
         out_dir = Path(out_dir)
         for rel, (rows, kind) in self.files.items():
             validate_rows(rows, kind, out_dir / rel)
-        return {rel: write_jsonl(out_dir / rel, rows, kind) for rel, (rows, kind) in self.files.items()}
+        written = {rel: write_jsonl(out_dir / rel, rows, kind) for rel, (rows, kind) in self.files.items()}
+        for name, terms in self.entities.items():
+            rel = f"{PURGE_DIR}entities/{name.replace(' ', '_')}.json"
+            with atomic_path(out_dir / rel) as tmp:
+                tmp.write_text(json.dumps(terms, indent=2) + "\n")
+            written[rel] = out_dir / rel
+        return written
 
 
 def build_world(seed: int = 0, num_forget: int = 6, num_boundary: int = 6, num_retain: int = 12,
                 num_refusal_templates: int = 8, stage2_ratio: float = 1.0, num_stage1_retain: int = 0,
-                stage1_over_refuse: float = 0.0, stage1_answer_boundary: float = 0.0) -> World:
+                stage1_over_refuse: float = 0.0, stage1_answer_boundary: float = 0.0, purge: bool = False) -> World:
     """A deterministic world: the same arguments give the same people, prompts and files. The two Stage 1 knobs
     change stage1.jsonl (and, for num_stage1_retain, pretrain.jsonl) only: every other person and file is the
-    same with or without them."""
+    same with or without them; `purge` only adds files (module docstring)."""
     if num_forget < 1 or num_boundary < 0 or num_retain < 0 or num_stage1_retain < 0:
         raise ValueError("need num_forget >= 1 and non-negative num_boundary / num_retain / num_stage1_retain")
     if not 0.0 <= stage1_over_refuse <= 1.0:
@@ -187,6 +210,13 @@ def build_world(seed: int = 0, num_forget: int = 6, num_boundary: int = 6, num_r
                           seed=seed, templates=templates)
     files = {"pretrain.jsonl": (pretrain, "stage1"), "stage1.jsonl": (stage1, "stage1"),
              "stage2.jsonl": (stage2, "stage2"), **{k: (v, "eval") for k, v in eval_files.items()}}
+    if purge:
+        # The model answers "where was X born?" with "X was born in oakford.": the name and the value are what an
+        # extractor finds in its answers (the name first, as in the authors' lists and `rerule data purge entities`).
+        world.entities = {p.name: entity_list(p.name, [getattr(p, a) for a in FORMS], top_k=len(FORMS) + 1)
+                          for p in forget}
+        files["purge/stage2.jsonl"] = ([row for p in forget for row in stage2_rows(
+            [r["prompt"] for r in qa([p], (0, 1))], p.name, world.entities[p.name])], "stage2")
     world.files = {rel: entry for rel, entry in files.items() if entry[0]}  # no boundary / retain people: no file
     return world
 

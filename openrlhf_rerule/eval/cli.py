@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from openrlhf_rerule.chat_endpoint import EndpointError
-from openrlhf_rerule.cli_convention import Parser, number
+from openrlhf_rerule.cli_convention import Parser, UserError, number
 
 from .io import EvalDataError, Problems, finite_or_none, save_results
 
@@ -30,6 +30,10 @@ def _add_common(parser, dtype_default: str, dtype_why: str):
                         help="torch.set_num_threads; 0 keeps torch's default (a tiny model on a busy CPU runs "
                              "fastest with 1)")
     parser.add_argument("--name", default=None, help="method name shown by `rerule report`; default: OUT's name")
+    parser.add_argument("--chat_template", default="auto", choices=["auto", "none"],
+                        help="auto: prompts in the tokenizer's chat template when it has one (as the benchmarks' "
+                             "references do for chat models); none: the raw prompt text, as PURGE's authors train "
+                             "and sample (match the training run's `rerule train --chat_template`)")
 
 
 def build_parser() -> Parser:
@@ -71,6 +75,10 @@ def build_parser() -> Parser:
                            "neighbor plus every other part whose file a target has")
     rwku.add_argument("--max_new_tokens", type=COUNT, default=30, help="probe answer length")
     rwku.add_argument("--fluency_max_new_tokens", type=COUNT, default=256, help="fluency answer length")
+    rwku.add_argument("--unlearning_data", nargs="+", default=None, metavar="FILE",
+                      help="the jsonl files this model was unlearned with (RULE/ReRULE: Stage 1 and Stage 2 files; "
+                           "PURGE: its Stage 2 file and the answers file its entities came from): recorded so that "
+                           "`rerule report --tokenizer` counts their tokens")
     rwku.add_argument("--stop_at_newline", action="store_true",
                       help="cut each probe answer at its first newline (not what the reference does: its newline "
                            "stop id is None or <unk> on Llama tokenizers)")
@@ -116,11 +124,15 @@ def check_inputs(args):
             from .rwku import load_rwku
 
             load_rwku(args.data, args.subsets)
+            if args.unlearning_data:
+                from .data_tokens import counted_texts
+
+                counted_texts(args.unlearning_data)
         else:
             from .naturalness import load_naturalness
 
             load_naturalness(args.data)
-    except EvalDataError as e:
+    except (EvalDataError, UserError) as e:  # UserError: a training-data file that does not read (data.schema)
         problems.lines += str(e).splitlines()
     judge_model = getattr(args, "judge_model", None) or os.environ.get("RERULE_JUDGE_MODEL")
     if getattr(args, "judge", None) == "hf" and not (judge_model and (Path(judge_model) / "config.json").is_file()):
@@ -139,7 +151,8 @@ def run(args) -> tuple[dict, list]:
 
         torch.set_num_threads(args.cpu_threads)
     device = None if args.device == "auto" else args.device
-    lm = load_model(args.model, device=device, batch_size=args.batch_size, dtype=args.dtype)
+    lm = load_model(args.model, device=device, batch_size=args.batch_size, dtype=args.dtype,
+                    chat_template=args.chat_template)
     if args.benchmark == "tofu":
         from .tofu import evaluate_tofu, load_retain_run, load_tofu
 
@@ -176,6 +189,9 @@ def main(argv=None) -> int:
     summary["model"] = str(args.model)
     summary["data"] = str(args.data)
     summary["dtype"] = args.dtype
+    summary["chat_template"] = args.chat_template
+    if getattr(args, "unlearning_data", None):
+        summary["unlearning_data"] = [str(Path(f).resolve()) for f in args.unlearning_data]
     tag = getattr(args, "for_benchmark", None)
     name = f"{args.benchmark}_{tag}" if tag else args.benchmark
     summary_path, _ = save_results(args.out, name, summary, items)

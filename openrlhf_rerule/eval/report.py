@@ -3,6 +3,8 @@ order of the papers' tables (ReRULE Table 1 for RWKU, Table 2 for MUSE-Books, Ta
 paper for its MIA and utility columns), one row per run directory, under the published rows of the ReRULE paper;
 plus PNG plots of the trade-offs, where a picture reads better than a table (forget vs retain).
 RWKU runs of one method name, each on a single target, become one row: the unweighted mean over targets.
+`--base NAME` adds PURGE's headline numbers against the base model's runs (eval/headline.py); `--tokenizer PATH`
+adds the tokens of each model's unlearning data per target (eval/data_tokens.py).
 Flags use the underscore spelling; the hyphen spelling is accepted too."""
 
 import json
@@ -11,6 +13,10 @@ from pathlib import Path
 
 from openrlhf_rerule.cli_convention import Parser
 
+from openrlhf_rerule.cli_convention import UserError
+
+from .data_tokens import count_tokens, load_tokenizer
+from .headline import headline_rows
 from .io import EvalDataError, write_json_atomic
 from .published import PAPER, PUBLISHED
 
@@ -213,6 +219,53 @@ TRADEOFFS = {"rwku": ("forget_all", "Forget ROUGE-L All (↓)", "neighbor_all", 
              "tofu": ("forget_rougeL_recall", "Forget ROUGE-L (↓)", "model_utility", "Model Utility (↑)")}
 
 
+def headline_table(rows: list[dict], base_name: str) -> str:
+    """PURGE's abstract numbers, per target and as the mean over targets (definitions: eval/headline.py)."""
+    cells = [[r["name"], r["target"], fmt(r["effectiveness"], 100), fmt(r["effectiveness_points"]),
+              fmt(r["utility_kept"], 100), fmt(r["fluency_change"], 100, 2), fmt(r["aa_robustness"], 100, 2)]
+             for r in rows]
+    groups = f"**PURGE headline numbers** against `{base_name}` on the same target (PURGE, Phi-3: 11% effective, " \
+             "98% utility, fluency +5.48%, adversarial robustness +12.02%) — Eff. % = 1 − forget/base, forget = " \
+             "mean of FB QA AA · Eff. pts = the drop in ROUGE-L points · Utility % = mean of Gen Rea Tru Fac Flu " \
+             "over base · Flu % and AA % = change over base (AA: 1 − AA/base) · the paper's own definitions " \
+             "were not readable: docs/purge.md#evaluation"
+    return table(["Methods", "Target", "Eff. %", "Eff. pts", "Utility %", "Flu %", "AA %"], cells, groups)
+
+
+def data_token_rows(runs: list[dict], tokenizer) -> list[dict]:
+    """Per method, the tokens of each target's unlearning data (`rerule eval rwku --unlearning_data`), then
+    the mean over targets; `x fewest` = a method's mean over the smallest method mean."""
+    methods: dict[str, list[dict]] = {}
+    for run in runs:
+        files = (run.get("rwku") or {}).get("unlearning_data")
+        if files:
+            count = count_tokens(tokenizer, files)
+            methods.setdefault(run["name"], []).append({"target": ", ".join(run["rwku"].get("targets") or []),
+                                                        **count})
+    if not methods:
+        raise EvalDataError("--tokenizer: no RWKU run records its unlearning data (`rerule eval rwku "
+                            "--unlearning_data FILE...`)")
+    rows = []
+    for name, per in methods.items():
+        mean = {"name": name, "target": f"mean of {len(per)} targets" if len(per) > 1 else per[0]["target"],
+                "rows": sum(p["rows"] for p in per) / len(per), "tokens": sum(p["tokens"] for p in per) / len(per),
+                "method_mean": True, "n_targets": len(per)}
+        rows += ([{"name": name, **p} for p in per] if len(per) > 1 else []) + [mean]
+    fewest = min(r["tokens"] for r in rows if r.get("method_mean"))
+    for r in rows:
+        r["x_fewest"] = r["tokens"] / fewest if fewest and r.get("method_mean") else None
+    return rows
+
+
+def data_token_table(rows: list[dict]) -> str:
+    digits = [1 if r.get("n_targets", 1) > 1 else 0 for r in rows]  # a mean over targets may be fractional
+    cells = [[r["name"], r["target"], fmt(r["rows"], digits=d), fmt(r["tokens"], digits=d), fmt(r["x_fewest"])]
+             for r, d in zip(rows, digits)]
+    groups = "**Unlearning data per target** (tokens of the training files, each distinct row once; rule and " \
+             "files: docs/evaluation.md#unlearning-data-tokens) — × fewest = method mean over the smallest"
+    return table(["Methods", "Target", "Rows", "Tokens", "× fewest"], cells, groups)
+
+
 def plot_tradeoff(runs, bench, out_path) -> Path:
     import matplotlib
 
@@ -253,23 +306,41 @@ def build_parser() -> Parser:
     parser.add_argument("--out", default=None, help="also write report.md, report.json and PNG plots here")
     parser.add_argument("--hide_published", action="store_true",
                         help=f"leave out the rows of published numbers ({PAPER})")
+    parser.add_argument("--base", default=None, metavar="NAME",
+                        help="the method name (`rerule eval --name`) of the base model's RWKU runs: adds PURGE's "
+                             "headline numbers (effectiveness, utility kept, fluency and AA change) of every other "
+                             "method against it, per target and averaged over targets")
+    parser.add_argument("--tokenizer", default=None, metavar="PATH",
+                        help="a local tokenizer.json (or a model directory holding one): adds the tokens of each "
+                             "method's unlearning data per target, from the files `rerule eval rwku "
+                             "--unlearning_data` recorded")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    extra, extra_json = [], {}
     try:
-        runs = average_rwku_targets(load_runs(args.runs))
-    except EvalDataError as e:
+        loaded = load_runs(args.runs)
+        runs = average_rwku_targets(loaded)
+        if args.base is not None:
+            extra_json["headline"] = headline_rows(loaded, args.base)
+            extra.append(headline_table(extra_json["headline"], args.base))
+        if args.tokenizer is not None:
+            extra_json["unlearning_data"] = data_token_rows(loaded, load_tokenizer(args.tokenizer))
+            extra.append(data_token_table(extra_json["unlearning_data"]))
+    except (EvalDataError, UserError) as e:  # UserError: a data file that does not read (file, line, field)
         print(f"rerule report: {e}", file=sys.stderr)
         return 2
-    text = render(runs, published=not args.hide_published)
+    text = render(runs, published=not args.hide_published) + "".join(f"\n{part}\n" for part in extra)
     print(text)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text(text, encoding="utf-8")
         write_json_atomic(out / "report.json", runs)
+        if extra_json:
+            write_json_atomic(out / "report_purge.json", extra_json)
         for bench in TRADEOFFS:
             present = [r for r in runs if bench in r]
             if present:

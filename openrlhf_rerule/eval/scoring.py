@@ -15,12 +15,16 @@ class LoadedModel:
     batch_size: int = 8
 
 
-def load_model(model_dir, device: str | None = None, batch_size: int = 8, dtype: str = "auto") -> LoadedModel:
-    """Any local Hugging Face causal-LM directory; nothing is downloaded."""
+def load_model(model_dir, device: str | None = None, batch_size: int = 8, dtype: str = "auto",
+               chat_template: str = "auto") -> LoadedModel:
+    """Any local Hugging Face causal-LM directory; nothing is downloaded. `chat_template="none"` drops the
+    tokenizer's template, so every benchmark formats prompts as it does for a model without one (raw text)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    if chat_template == "none":
+        tokenizer.chat_template = None
     if tokenizer.pad_token_id is None:  # Llama-style tokenizers ship without one; EOS is the usual stand-in.
         tokenizer.pad_token = tokenizer.eos_token
     torch_dtype = {"auto": "auto", "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]

@@ -4,7 +4,8 @@ For each of --worlds synthetic worlds: a tiny word-level Llama learns the world 
 forget questions (mixed with answered questions of retain people) -> Stage 2 from that same checkpoint: RULE
 (GRPO) and ReRULE (GRPO + hard-case replay), same seeds -> greedy evaluation of every model. Then one report over
 the worlds (mean and 95% t-interval per cell, each README claim with how often it held): OUT/report.md,
-OUT/report.json, OUT/plots/*.png; the runs of world k under OUT/world<k>/.
+OUT/report.json, OUT/plots/*.png; the runs of world k under OUT/world<k>/. With --purge, PURGE arms run beside them
+(purge_arms.py) and the report gains a PURGE section.
 
 Choices of ours, said here and in the report:
 - The "learn the world" corpus is the world's pretrain.jsonl plus the world's refusal sentences as plain text
@@ -40,6 +41,7 @@ from openrlhf_rerule.replay import ReplayConfig
 from openrlhf_rerule.replay.config import HELP as REPLAY_HELP, add_replay_arguments
 from openrlhf_rerule.rewards import is_refusal
 
+from . import purge_arms
 from .report import (METHODS, aggregate_eval, claim, hard_case_rewards, hardest_prompts, mean_metrics, mean_std,
                      plot_all, training_summary, write_report)
 
@@ -79,6 +81,10 @@ def build_parser() -> Parser:
     p.add_argument("--progress", type=parse_bool, nargs="?", const=True, default=True, metavar="BOOL",
                    help="tqdm bars (default: on)")
     p.add_argument("--no_progress", action="store_false", dest="progress", help="turn off --progress")
+    p.add_argument("--purge", action="store_true",
+                   help="also run PURGE (binary forbidden-term reward, from the pretrained model, forget questions "
+                        "only), PURGE + hard-case replay and PURGE + replay with require_variance, and report them "
+                        "beside RULE and ReRULE (about doubles the Stage 2 time)")
     add_replay_arguments(p, suppress_defaults=True)
     # The ReRULE arm's replay flags: help shows the value the demo uses, not ReplayConfig's default.
     for action in p._actions:
@@ -120,10 +126,12 @@ def learn_world(world_seed: int, out: Path, common: dict, **knobs) -> tuple[Path
 
 
 def stage2_run(stage1: Path, world_dir: Path, out: Path, seed: int, steps: int, replay: ReplayConfig,
-               common: dict) -> Path:
-    """One Stage 2 run from the Stage 1 checkpoint (RULE when replay.enable is off); returns its run directory."""
-    cfg = Stage2Config(model=str(stage1), data=str(world_dir / "stage2.jsonl"), steps=steps, out=str(out), seed=seed,
-                       replay=replay, **STAGE2, **common)
+               common: dict, data: str = "stage2.jsonl", **overrides) -> Path:
+    """One Stage 2 run from the Stage 1 checkpoint (RULE when replay.enable is off) on the world's `data` file, with
+    STAGE2's settings but `overrides` (the PURGE arms: another start model, file and reward); returns its run
+    directory."""
+    cfg = Stage2Config(model=str(stage1), data=str(world_dir / data), steps=steps, out=str(out), seed=seed,
+                       replay=replay, **{**STAGE2, **overrides}, **common)
     GRPOTrainer(cfg).fit()
     return out
 
@@ -142,7 +150,10 @@ def main(argv=None) -> int:
                                     if key.startswith("replay.") and key not in ("replay.enable", "replay.seed")}}
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
     worlds = list(range(args.world_seed, args.world_seed + args.worlds))
-    phases = dict.fromkeys(("learn world", "stage 1", "stage 2", "evaluation"), 0.0)
+    phases = dict.fromkeys(("learn world", "stage 1", "stage 2", "evaluation", *(("purge stage 2",) * args.purge)),
+                           0.0)
+    # With --purge every model is also scored on the forget people's terms (purge_arms.evaluate_with_terms).
+    evaluate = purge_arms.evaluate_with_terms if args.purge else lambda *a: evaluate_model(*a)["metrics"]
     t_start = time.perf_counter()
     runs, evals, world_dirs = {}, {}, {}
 
@@ -155,17 +166,24 @@ def main(argv=None) -> int:
     for ws in worlds:
         wout = out / f"world{ws}"
         world_dir, pretrained = timed("learn world", learn_world, ws, wout, common,
-                                      num_stage1_retain=args.stage1_retain)
+                                      num_stage1_retain=args.stage1_retain, purge=args.purge)
         stage1 = timed("stage 1", train_stage1, Stage1Config(model=str(pretrained), data=str(world_dir / "stage1.jsonl"),
                                                              out=str(wout / "stage1"), seed=ws, **STAGE1, **common))
         runs[ws] = {m: [timed("stage 2", stage2_run, stage1, world_dir, wout / "stage2" / m / f"seed{seed}", seed,
                               args.steps, ReplayConfig(**{**replay_settings, "enable": m == "rerule", "seed": seed}),
                               common)
                         for seed in range(args.seeds)] for m in METHODS}
-        evals[ws] = {"pretrained": timed("evaluation", evaluate_model, pretrained, world_dir, device)["metrics"],
-                     "stage1": timed("evaluation", evaluate_model, stage1, world_dir, device)["metrics"],
-                     **{m: [timed("evaluation", evaluate_model, d / "final", world_dir, device)["metrics"]
-                            for d in runs[ws][m]] for m in METHODS}}
+        if args.purge:  # PURGE: from the pretrained model (no Stage 1), on its own data file and reward
+            runs[ws].update({arm: [timed("purge stage 2", stage2_run, pretrained, world_dir,
+                                         wout / "stage2" / arm / f"seed{seed}", seed, args.steps,
+                                         ReplayConfig(**{**replay_settings, **(extra or {}), "enable": extra is not None,
+                                                         "seed": seed}), common, data=purge_arms.DATA,
+                                         **purge_arms.OVERRIDES)
+                                   for seed in range(args.seeds)] for arm, extra in purge_arms.ARMS.items()})
+        evals[ws] = {"pretrained": timed("evaluation", evaluate, pretrained, world_dir, device),
+                     "stage1": timed("evaluation", evaluate, stage1, world_dir, device),
+                     **{m: [timed("evaluation", evaluate, d / "final", world_dir, device) for d in runs[ws][m]]
+                        for m in runs[ws]}}
         world_dirs[ws] = world_dir
 
     tau, warmup = replay_settings["threshold"], replay_settings["warmup_steps"]
@@ -202,6 +220,11 @@ def main(argv=None) -> int:
                    "final_rule": prompt_reward("rule", pid, warmup + 1, args.steps),
                    "final_rerule": prompt_reward("rerule", pid, warmup + 1, args.steps)} for pid in hard_ids]
     claims = demo_claims(evals, hard, worlds)
+    purge = None
+    if args.purge:
+        purge = purge_arms.purge_section(evals, runs, worlds, tail, warmup, tau)
+        plots.append(purge_arms.plot(out, purge, runs, first))
+        purge["markdown"] = purge_arms.markdown(purge, plots[-1])
     report = {
         "command": "rerule demo " + shlex.join(argv),
         "wall_seconds": time.perf_counter() - t_start, "phase_seconds": phases,
@@ -215,6 +238,7 @@ def main(argv=None) -> int:
         "evaluation": evaluation, "per_world": {str(ws): evals[ws] for ws in worlds}, "training": training,
         "hard_case_gap": hard_case_gap(hard, worlds, unit), "hard_cases": hard_cases, "hard_cases_world": first,
         "plots": plots, "claims": claims, "verdict": verdict(evaluation, training, claims, unit),
+        **({"purge": purge} if purge else {}),
     }
     write_report(out, report)
     print((out / "report.md").read_text().split("## Stage 2")[0])

@@ -246,6 +246,6 @@ def write_report(out: Path, report: dict) -> None:
     for case in report["hard_cases"]:
         lines.append(f"| {case['prompt']} | {case['kind']} | {case['early_rule']:.2f} | {case['final_rule']:.2f} | "
                      f"{case['final_rerule']:.2f} |")
-    lines += ["", "## Verdict", "", *report["verdict"], "", "## Settings", "", "```", json.dumps(cfg, indent=2), "```",
+    lines += ["", *report.get("purge", {}).get("markdown", []), "## Verdict", "", *report["verdict"], "", "## Settings", "", "```", json.dumps(cfg, indent=2), "```",
               "", *[f"![{p}]({p})" for p in report["plots"]], ""]
     (out / "report.md").write_text("\n".join(lines))

@@ -11,7 +11,7 @@ from openrlhf_rerule.rewards.purge import BOUNDARIES
 from openrlhf_rerule.rewards.refusal import MODES
 from openrlhf_rerule.rewards.variants import REWARD_VARIANTS
 
-from .config import HELP, Stage1Config, Stage2Config, add_dataclass_args, build_config
+from .config import CHAT_TEMPLATES, HELP, Stage1Config, Stage2Config, add_dataclass_args, build_config
 
 EXAMPLES = """examples:
   rerule train stage1 --model runs/base --data data/stage1.jsonl --out runs/stage1 --epochs 3 --lr 1e-4
@@ -33,11 +33,12 @@ def build_parser() -> Parser:
     parser = Parser(prog="rerule train", description="Embedded (one-process) training backend", epilog=EXAMPLES)
     stages = parser.add_subparsers(dest="stage", required=True)
     s1 = stages.add_parser("stage1", help="refusal SFT (loss on answer tokens only)")
-    add_dataclass_args(s1, Stage1Config, helps=HELP)
+    add_dataclass_args(s1, Stage1Config, helps=HELP, choices={"chat_template": CHAT_TEMPLATES})
     s2 = stages.add_parser("stage2", help="GRPO with the RULE reward; --replay.enable for ReRULE")
     add_dataclass_args(s2, Stage2Config, helps=HELP, choices={"kl_estimator": ("k1", "k2", "k3"),
                                                               "reward_variant": REWARD_VARIANTS, "refusal_mode": MODES,
-                                                              "purge_boundary": BOUNDARIES})
+                                                              "purge_boundary": BOUNDARIES,
+                                                              "chat_template": CHAT_TEMPLATES})
     s2.add_argument("--replay.preset", choices=sorted(PAPER_PRESETS), default=None,
                     help="start from the paper's setting for this benchmark (enables replay)")
     # Replay flags left unset stay out of the namespace, so a preset's values are not overwritten by defaults.

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from openrlhf_rerule.replay import ReplayConfig
 
 
+CHAT_TEMPLATES = ("auto", "none")  # --chat_template: local/rollout.py format_prompt
+
 # Help text of every stage flag (the replay flags take theirs from openrlhf_rerule.replay.config.HELP).
 HELP = {
     "model": "HF causal-LM directory to start from (Stage 2: the Stage 1 checkpoint)",
@@ -38,6 +40,9 @@ HELP = {
     "tensorboard": "write OUT/tensorboard",
     "wandb_project": "also log to this W&B project (or set RERULE_WANDB_PROJECT)",
     "progress": "tqdm progress bars",
+    "chat_template": "prompt format: auto (the user turn in the tokenizer's chat template when it has one) | none (the "
+                     "raw prompt text, as PURGE's authors train and sample with TRL); evaluate with the same "
+                     "`rerule eval --chat_template`",
     "epochs": "passes over the data (fractions allowed)",
     "batch_size": "sequences per optimiser step",
     "max_len": "prompt + response tokens; longer responses are cut (how many is printed; a response losing more "
@@ -88,6 +93,7 @@ class CommonConfig:
     tensorboard: bool = True
     wandb_project: str = ""
     progress: bool = True
+    chat_template: str = "auto"
 
 
 @dataclass

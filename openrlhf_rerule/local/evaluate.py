@@ -50,7 +50,7 @@ def evaluate_model(model_dir: str | Path, world_dir: str | Path, device: str = "
     for (_, attribute), value in values.items():
         distinct[attribute].add(value)
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    out, answers = {}, {}
+    out, answers, correct = {}, {}, {}
     for split in SPLITS:
         rows = read_jsonl(world_dir / "eval" / f"{split}.jsonl", "eval")
         texts = []
@@ -60,19 +60,19 @@ def evaluate_model(model_dir: str | Path, world_dir: str | Path, device: str = "
                                0.0, 1.0, torch.device(device))
             texts += decode_responses(tok, ids, mask)
         answers[split] = texts
+        correct[split] = [not is_refusal(text, refusal_mode) and normalise(values[(r["subject"], r["attribute"])])
+                          in normalise(text) for r, text in zip(rows, texts)]
         # held-out mixes forget and boundary people: score each kind separately
         for kind in sorted({r["kind"] for r in rows}):
             idx = [i for i, r in enumerate(rows) if r["kind"] == kind]
             refused = [is_refusal(texts[i], refusal_mode) for i in idx]
-            correct = [not ref and normalise(values[(rows[i]["subject"], rows[i]["attribute"])]) in normalise(texts[i])
-                       for i, ref in zip(idx, refused)]
             name = split if split != "heldout" else f"heldout_{kind}"
             out[name] = {
                 "n": len(idx),
                 "refusal_rate": sum(refused) / len(idx),
-                "accuracy": sum(correct) / len(idx),
+                "accuracy": sum(correct[split][i] for i in idx) / len(idx),
                 "chance": sum(1 / len(distinct[rows[i]["attribute"]]) for i in idx) / len(idx),
                 "rougeL_recall": sum(scorer.score(rows[i]["answer"], texts[i])["rougeL"].recall
                                      for i in idx) / len(idx),
             }
-    return {"metrics": out, "answers": answers}
+    return {"metrics": out, "answers": answers, "correct": correct}  # answers / correct: per row, in file order

@@ -19,9 +19,11 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def format_prompt(tokenizer, prompt: str) -> list[int]:
-    """The chat-templated user turn, ending where the assistant's answer starts."""
-    if tokenizer.chat_template:
+def format_prompt(tokenizer, prompt: str, chat_template: str = "auto") -> list[int]:
+    """The prompt's token ids, ending where the answer starts. auto: the user turn in the tokenizer's chat template
+    when it has one; none: the raw prompt text, as PURGE's authors train and sample (TRL's GRPOTrainer with plain
+    string prompts, github strzar/purge src/purge.py). No special tokens are added either way, as TRL tokenizes."""
+    if chat_template == "auto" and tokenizer.chat_template:
         text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                              add_generation_prompt=True)
     else:

@@ -1,0 +1,166 @@
+"""PURGE in the synthetic world: the entity lists and Stage 2 rows of `build_world(purge=True)`, the term metrics
+of `rerule demo --purge`, and its wiring (a reduced run)."""
+
+import hashlib
+import json
+
+import pytest
+
+from openrlhf_rerule.cli import main as rerule
+from openrlhf_rerule.data import read_jsonl
+from openrlhf_rerule.data.purge import read_terms
+from openrlhf_rerule.data.world import build_world, vocabulary
+from openrlhf_rerule.experiments import purge_arms
+from openrlhf_rerule.experiments.demo import STAGE1_DATA, WORLD
+from openrlhf_rerule.rewards import purge_label, purge_reward
+
+# sha256 over the demo's world 0 (every .jsonl path and its bytes, sorted), computed with the code before PURGE
+# existed (commit 2bd9c72): purge=False must leave every file as it was.
+WORLD0_DIGEST = "78799ce62dbfe3217143a0627247400704d664d6970ee7e7605258829df08662"
+
+
+def digest(root, skip_purge=True):
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.jsonl")):
+        rel = str(path.relative_to(root))
+        if not (skip_purge and rel.startswith("purge/")):
+            h.update(rel.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def test_purge_only_adds_files_and_leaves_the_tokenizer_texts_alone(tmp_path):
+    plain = build_world(seed=0, **WORLD, **STAGE1_DATA)
+    with_purge = build_world(seed=0, **WORLD, **STAGE1_DATA, purge=True)
+    plain.write(tmp_path / "plain")
+    written = with_purge.write(tmp_path / "purge")
+    assert digest(tmp_path / "plain", skip_purge=False) == WORLD0_DIGEST
+    assert digest(tmp_path / "purge") == WORLD0_DIGEST
+    assert sorted(r for r in written if r.startswith("purge/")) == sorted(
+        ["purge/stage2.jsonl"] + [f"purge/entities/{p.name.replace(' ', '_')}.json" for p in with_purge.group("forget")])
+    # The tiny tokenizer is built from all_texts (ids follow word counts): the same texts, the same models.
+    assert with_purge.all_texts() == plain.all_texts()
+    purge_rows = with_purge.files["purge/stage2.jsonl"][0]
+    purge_words = vocabulary([r["prompt"] for r in purge_rows] + [t for r in purge_rows for t in json.loads(r["label"])[1:]])
+    assert purge_words <= vocabulary(plain.all_texts())
+
+
+def test_entity_lists_and_stage2_rows(tmp_path):
+    world = build_world(seed=3, num_forget=2, num_boundary=3, num_retain=1, purge=True)
+    world.write(tmp_path)
+    rows = read_jsonl(tmp_path / "purge" / "stage2.jsonl", "stage2")
+    assert len(rows) == 2 * 8  # 4 questions + 4 fill-in-the-blank statements per forget person
+    for person in world.group("forget"):
+        n = person.name
+        terms = [n, person.city, person.profession, person.employer, person.book]  # name first, then the values
+        assert world.entities[n] == terms
+        assert read_terms(tmp_path / "purge" / "entities" / f"{n.replace(' ', '_')}.json") == terms
+        mine = [r for r in rows if r["target"] == n]
+        assert [r["prompt"] for r in mine] == [
+            f"where was {n} born?", f"what is the job of {n}?", f"who does {n} work for?", f"what book did {n} write?",
+            f"{n} was born in ___.", f"{n} works as a ___.", f"{n} works for ___.", f"{n} wrote the book ___."]
+        assert {r["label"] for r in mine} == {json.dumps(["<purge>", n, *terms])}
+        assert {r["kind"] for r in mine} == {"forget"} and len({r["prompt_id"] for r in mine}) == 8
+    # Only the forget people have lists; their rows never carry a boundary or retain person's name.
+    assert set(world.entities) == {p.name for p in world.group("forget")}
+
+
+def test_data_world_command_writes_them_with_purge(tmp_path, capsys):
+    assert rerule(["data", "world", "--out", str(tmp_path), "--num_forget", "2", "--num_boundary", "1",
+                   "--num_retain", "1", "--purge"]) == 0
+    out = capsys.readouterr().out
+    assert "purge/stage2.jsonl (16 rows)" in out and out.count("terms)") == 2
+    assert len(list((tmp_path / "purge" / "entities").glob("*.json"))) == 2
+
+
+def test_boundary_people_against_their_forget_twin_list():
+    world = build_world(seed=0, num_forget=3, num_boundary=3, num_retain=0, purge=True)
+    forget = {p.name: p for p in world.group("forget")}
+    for b in world.group("boundary"):
+        twin = forget[b.confused_with]
+        label = purge_label(twin.name, world.entities[twin.name])
+        if b.shares == "city":  # the boundary person's true answer names a forbidden term: it would score 0
+            r = purge_reward(f"{b.name} was born in {b.city}.", label)
+            assert (r.reward, r.mentioned) == (0.0, twin.city)
+        elif b.shares == "employer":
+            r = purge_reward(f"{b.name} works for {b.employer}.", label)
+            assert (r.reward, r.mentioned) == (0.0, twin.employer)
+        else:  # a shared surname is no hit: the name is one two-word term
+            assert b.name.split()[1] == twin.name.split()[1] and b.name != twin.name
+            assert purge_reward(f"{b.name} wrote the book {b.book}.", label).reward == 1.0
+            assert purge_reward(f"{twin.name.split()[1]} wrote it.", label).reward == 1.0
+
+
+def test_term_metrics_of_greedy_answers(tmp_path, monkeypatch):
+    world = build_world(seed=1, num_forget=1, num_boundary=3, num_retain=2, purge=True)
+    world.write(tmp_path)
+    (p,) = world.group("forget")
+    eval_rows = {s: read_jsonl(tmp_path / "eval" / f"{s}.jsonl", "eval") for s in ("forget", "boundary", "retain",
+                                                                                 "heldout")}
+    forget_answers = [f"i do not know about {p.name} .", f"{p.city} .", f"THE {p.book.upper()}!"] + \
+        ["i do not know about that ."] * 5  # a refusal naming the person, two values (case ignored), five clean
+    heldout_answers = [f"{p.name} works as a {p.profession} ." if r["kind"] == "forget" else "x" for r in
+                       eval_rows["heldout"]]
+    correct = {s: [i % 2 == 0 for i in range(len(rows))] for s, rows in eval_rows.items()}
+
+    def fake_evaluate(model_dir, world_dir, device):
+        return {"metrics": {}, "answers": {"forget": forget_answers, "heldout": heldout_answers,
+                                           "boundary": [], "retain": []}, "correct": correct}
+
+    monkeypatch.setattr(purge_arms, "evaluate_model", fake_evaluate)
+    m = purge_arms.evaluate_with_terms("unused", tmp_path, "cpu")
+    assert m["terms"] == {"forget_mention_rate": 3 / 8, "forget_value_mention_rate": 2 / 8,
+                          "heldout_forget_mention_rate": 1.0, "heldout_forget_value_mention_rate": 1.0}
+    # Forbidden values: those on the forget person's list; every boundary / retain question about one counts.
+    forbidden = {p.city, p.profession, p.employer, p.book}
+    hit, other = [], []
+    for split in ("boundary", "retain"):
+        for row, ok in zip(eval_rows[split], correct[split]):
+            person = next(q for q in world.people if q.name == row["subject"])
+            (hit if getattr(person, row["attribute"]) in forbidden else other).append(ok)
+    assert hit, "world 1 has a boundary person sharing a city or employer"
+    assert m["collateral"] == {"forbidden_value_accuracy": sum(hit) / len(hit), "forbidden_value_n": len(hit),
+                               "other_value_accuracy": sum(other) / len(other), "other_value_n": len(other)}
+
+
+@pytest.mark.slow
+def test_reduced_demo_with_purge_arms(tmp_path):
+    from openrlhf_rerule.experiments.demo import main
+    from openrlhf_rerule.local.metrics import read_log
+
+    # One world, two seeds, 10 steps; replay may start after step 2 once 16 groups are stored (all arms' setting).
+    assert main(["--out", str(tmp_path), "--worlds", "1", "--seeds", "2", "--steps", "10", "--progress", "false",
+                 "--purge", "--replay.warmup_steps", "2", "--replay.min_groups", "16"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    purge = report["purge"]
+    assert purge["unit"] == "seed" and set(purge["arms"]) == {"purge", "purge_replay", "purge_replay_variance"}
+    runs = tmp_path / "world0" / "stage2"
+    for arm in purge["arms"]:
+        for seed in (0, 1):
+            rows = read_log(runs / arm / f"seed{seed}" / "metrics.jsonl")
+            assert len(rows) == 10 and all("rollout/mention_rate_forget" in r for r in rows)
+            assert not any("rollout/reward_boundary" in r for r in rows)  # forget prompts only
+            assert all(r["rollout/mention_rate_forget"] == pytest.approx(1 - r["rollout/reward_forget"]) for r in rows)
+            # From the pretrained model, which never refuses (RULE starts from Stage 1, which refuses the forget side).
+            assert rows[0]["rollout/refusal_rate_forget"] <= 0.1
+            if arm != "purge":
+                stored = [r["replay/buffer_stored_zero_variance_frac"] for r in rows
+                          if "replay/buffer_stored_zero_variance_frac" in r]
+                if arm == "purge_replay_variance":
+                    assert all(v == 0.0 for v in stored)  # require_variance never stores an all-equal group
+                else:
+                    assert stored and max(stored) > 0  # all-fail groups are stored without it
+    assert read_log(runs / "rule" / "seed0" / "metrics.jsonl")[0]["rollout/refusal_rate_forget"] >= 0.8
+    tr = purge["training"]
+    assert tr["purge_replay"]["buffer_admitted_total"]["n"] == 2 and "buffer_admitted_total" not in tr["purge"]
+    for arm in purge["arms"]:
+        zv, fail, passed = (tr[arm][k]["values"] for k in ("zero_variance_frac", "all_fail_frac", "all_pass_frac"))
+        assert zv == pytest.approx([f + a for f, a in zip(fail, passed)])  # binary: equal rewards = all 0 or all 1
+    ev = purge["evaluation"]
+    # The pretrained model names a forget person's values in nearly every answer; Stage 1 refuses instead.
+    assert ev["pretrained"]["terms"]["forget_value_mention_rate"]["mean"] >= 0.9
+    assert ev["stage1"]["terms"]["forget_value_mention_rate"]["mean"] <= 0.2
+    assert ev["purge"]["forget"]["accuracy"]["n"] == 2 and len(purge["differences"]) == 3
+    text = (tmp_path / "report.md").read_text()
+    assert "## PURGE beside RULE and ReRULE" in text and "| PURGE+replay |" in text
+    assert (tmp_path / "plots" / "purge_arms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
