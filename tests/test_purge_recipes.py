@@ -124,7 +124,16 @@ def test_reproduce_purge_plan_runs_the_pipeline_per_target_through_the_real_pars
                                                    flag(grpo(replay)[1], "--ckpt.output_dir")]
     assert [flag(a, "--name") for a in evals] == ["Base model", "PURGE (ours)", "PURGE + replay (ours)"]
     assert all(flag(a, "--data") == str(target) for a in evals)
-    assert report[2:] == [flag(a, "--out") for a in evals] + ["--out", str(root / "runs" / "rwku_purge" / "report")]
+    # raw prompts in training (the authors' default) -> no chat template when evaluating either
+    assert all(flag(a, "--chat_template") == "none" for a in evals)
+    data = folder / "data"  # the arms' unlearning data, as the authors count it: Stage 2 prompts and their answers
+    assert "--unlearning_data" not in evals[0]
+    for argv in evals[1:]:
+        assert argv[argv.index("--unlearning_data") + 1:][:2] == [str(data / "stage2.jsonl"), str(data / "answers.jsonl")]
+    assert report[2:5] == [flag(a, "--out") for a in evals]
+    assert flag(report, "--base") == flag(evals[0], "--name") == "Base model"
+    assert flag(report, "--tokenizer") == flag(answers, "--local_model")
+    assert flag(report, "--out") == str(root / "runs" / "rwku_purge" / "report")
     outputs = [flag(a, "--out") for a in runs[:3]] + [flag(grpo(a)[1], "--ckpt.output_dir") for a in (purge, replay)]
     assert all(Path(o).is_relative_to(folder) for o in outputs)
 
@@ -134,7 +143,7 @@ def test_reproduce_purge_defaults_to_the_authors_five_targets_and_can_use_endpoi
     runs = commands(plan("reproduce_purge_rwku.sh", root))  # scripts/run_h200.sh:17
     stage2 = [a for a in runs if a[:4] == ["rerule", "data", "purge", "stage2"]]
     assert [Path(flag(a, "--questions")).parent.name for a in stage2] == FIVE_TARGETS
-    assert len(runs[-1]) == 2 + 3 * 5 + 2  # report: 3 evaluations x 5 targets, --out DIR
+    assert len(runs[-1]) == 2 + 3 * 5 + 6  # report: 3 evaluations x 5 targets, --base, --tokenizer, --out
     endpoint = commands(plan("reproduce_purge_rwku.sh", inputs(tmp_path / "e", ["1_Stephen_King"]),
                              TARGETS="1_Stephen_King", ANSWERS_BASE_URL="http://h:8000/v1", ANSWERS_MODEL="phi3",
                              EXTRACTOR_MODEL="gpt-4o"))

@@ -71,9 +71,16 @@ for target in $TARGETS; do
   bash "$REPO_ROOT/examples/scripts/train_purge_replay_rwku.sh"
 
   # 3. Evaluation on RWKU's probes of this target only: the model before unlearning, then both arms.
-  ARMS=(base purge purge_replay)
-  evaluate_arms rwku --data "$RWKU_DIR/$target" --subsets $EVAL_SUBSETS
+  # Prompts formatted as in training (raw: no chat template); each arm records the data it unlearned from, so
+  # that the report can count its tokens as the authors do (Stage 2 prompts with their answers).
+  eval_format=(); if [[ "$PROMPT_FORMAT" == raw ]]; then eval_format=(--chat_template none); fi
+  ARMS=(base)
+  evaluate_arms rwku --data "$RWKU_DIR/$target" --subsets $EVAL_SUBSETS "${eval_format[@]}"
+  ARMS=(purge purge_replay)
+  evaluate_arms rwku --data "$RWKU_DIR/$target" --subsets $EVAL_SUBSETS "${eval_format[@]}" \
+    --unlearning_data "$data/stage2.jsonl" "$data/answers.jsonl"
 done
 
-# 4. The table: per method, the mean over targets of each per-target metric.
-run rerule report "${EVALUATIONS[@]}" --out "$RUNS_DIR/rwku_purge/report"
+# 4. The table: per method, the mean over targets of each per-target metric; PURGE's headline numbers against the
+# base model on the same target, and the tokens of each arm's unlearning data (BASE_MODEL's tokenizer).
+run rerule report "${EVALUATIONS[@]}" --base "Base model" --tokenizer "$BASE_MODEL" --out "$RUNS_DIR/rwku_purge/report"

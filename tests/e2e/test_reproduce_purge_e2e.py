@@ -96,3 +96,10 @@ def test_reproduce_purge_one_target_end_to_end(stack, world, tmp_path):
     report = (runs / "rwku_purge" / "report" / "report.md").read_text()
     for row in ("Base model", "PURGE (ours)", "PURGE + replay (ours)"):
         assert f"| {row} |" in report, report
+    # PURGE's headline numbers against the base run, and the tokens of each arm's unlearning data (48 prompts with
+    # their answers, counted with the tiny tokenizer: more than one token per row)
+    extra = json.loads((runs / "rwku_purge" / "report" / "report_purge.json").read_text())
+    assert {r["name"] for r in extra["headline"]} == {"PURGE (ours)", "PURGE + replay (ours)"}, extra
+    assert all(r["effectiveness"] is not None for r in extra["headline"]), extra
+    assert {r["name"] for r in extra["unlearning_data"]} == {"PURGE (ours)", "PURGE + replay (ours)"}, extra
+    assert all(r["tokens"] > 2 * 48 for r in extra["unlearning_data"]), extra
