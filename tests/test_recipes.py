@@ -36,7 +36,7 @@ def flag(argv, name):
 def test_every_recipe_family_is_there():
     expected = {f"train_{kind}_{b}.sh" for kind in ("sft_stage1", "rule", "rerule") for b in PAPER_PRESETS}
     expected |= {"ablation_random_storage_muse.sh", "ablation_tau_muse.sh", "train_sft_stage1_local.sh",
-                 "train_rule_local.sh", "train_rerule_local.sh"}
+                 "train_rule_local.sh", "train_rerule_local.sh", "train_purge_rwku.sh", "train_purge_replay_rwku.sh"}
     assert set(RECIPES) == expected
 
 
@@ -56,6 +56,9 @@ def test_recipe_dry_run_is_accepted_by_the_real_parsers(recipe):
             continue
         benchmark = next((b for b in PAPER_PRESETS if b in recipe), "rwku")  # local recipes default to rwku
         replay = summary["replay"]
+        if "purge" in recipe:  # PURGE's own values, replay scaled to it: tests/test_purge_recipes.py
+            assert (replay is not None) == ("replay" in recipe)
+            continue
         if "rule_" in recipe and "rerule" not in recipe:
             assert replay is None  # RULE: vanilla GRPO
             continue

@@ -257,7 +257,11 @@ purge_defaults() {
   # (scripts/run_a100.sh:12, run_h200.sh:12; the recipes default NUM_GPUS to 1 before sourcing this file) = 16
   # completions = 4 prompts x num_generations 4 (TRL 0.18.1 generates one batch per optimizer step).
   N_SAMPLES="${N_SAMPLES:-4}"; ROLLOUT_BATCH="${ROLLOUT_BATCH:-4}"; TRAIN_BATCH="${TRAIN_BATCH:-16}"
-  TRAIN_MICRO_BATCH="${TRAIN_MICRO_BATCH:-2}"; ROLLOUT_MICRO_BATCH="${ROLLOUT_MICRO_BATCH:-8}"
+  TRAIN_MICRO_BATCH="${TRAIN_MICRO_BATCH:-2}"
+  # Scoring micro-batches of 8, but never more than one rank's share of the step's completions: on NUM_GPUS ranks
+  # OpenRLHF needs at least one rollout micro-batch per rank (16 / 4 GPUs = 4 each).
+  local share=$(( N_SAMPLES * ROLLOUT_BATCH / NUM_GPUS ))
+  ROLLOUT_MICRO_BATCH="${ROLLOUT_MICRO_BATCH:-$(( share < 8 ? (share > 0 ? share : 1) : 8 ))}"
   # training/binary.yaml:12 dataset_size 100 (purge.py:116-117 the first 100) = 25 steps of 4 an episode;
   # binary.yaml:2 num_epochs 40 = 40 episodes: 1000 steps, 16,000 completions per target.
   MAX_STEPS="${MAX_STEPS:-25}"; NUM_EPISODES="${NUM_EPISODES:-40}"
