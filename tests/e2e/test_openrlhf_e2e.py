@@ -43,7 +43,7 @@ def test_stage1_sft_taught_refusal(stage1, world):
 
     before = evaluate_model(world["model"], world["dir"])["metrics"]
     after = evaluate_model(stage1["model"], world["dir"])["metrics"]
-    print({name: {split: {k: round(v, 3) for k, v in m.items() if k in ("refusal_rate", "accuracy")}
+    print({name: {split: {k: round(v, 3) for k, v in m.items() if k in ("refusal_rate", "accuracy", "chance")}
                   for split, m in metrics.items()} for name, metrics in (("before", before), ("after", after))})
     assert before["forget"]["refusal_rate"] <= 0.2 and after["forget"]["refusal_rate"] >= 0.8
     assert after["retain"]["accuracy"] > 2 * after["retain"]["chance"]

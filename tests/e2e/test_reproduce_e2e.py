@@ -93,6 +93,7 @@ def test_reproduce_rwku_one_target_end_to_end(stack, world, tmp_path):
 
     for arm in ("stage1", "rule", "rerule"):
         summary = json.loads((target_dir / "eval" / arm / "rwku_summary.json").read_text())
+        print(f"\n{arm} summary: forget_all {summary['forget_all']:.3f} neighbor_all {summary['neighbor_all']:.3f}")
         assert summary["targets"] == [TARGET]
         assert all(0 <= summary[k] <= 1 for k in ("forget_level1", "forget_level2", "forget_level3", "forget_all",
                                                  "neighbor_level1", "neighbor_level2", "neighbor_all"))
