@@ -254,7 +254,7 @@ purge_defaults() {
   PROMPT_FORMAT="${PROMPT_FORMAT:-raw}"      # purge.py:115 Dataset of plain "prompt" strings: TRL applies no template
   INPUT_TEMPLATE="${INPUT_TEMPLATE:-}"
   # A step: training/binary.yaml:3-5 per_device_train_batch_size 2 x gradient_accumulation_steps 8 x 1 GPU
-  # (scripts/run_a100.sh:12, run_h200.sh:12; the recipes default NUM_GPUS to 1 before sourcing this file) = 16
+  # (run_a100.sh@3cb73e7:18, which runs grpo.py; the recipes default NUM_GPUS to 1 before sourcing this file) = 16
   # completions = 4 prompts x num_generations 4 (TRL 0.18.1 generates one batch per optimizer step).
   N_SAMPLES="${N_SAMPLES:-4}"; ROLLOUT_BATCH="${ROLLOUT_BATCH:-4}"; TRAIN_BATCH="${TRAIN_BATCH:-16}"
   TRAIN_MICRO_BATCH="${TRAIN_MICRO_BATCH:-2}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# PURGE and PURGE + hard-case replay on RWKU, one target at a time as the authors run it (github strzar/purge
-# scripts/run_h200.sh:39-43: one `purge.py entity=<target>` per target), from RWKU's files and the model itself:
+# PURGE and PURGE + hard-case replay on RWKU, one target at a time as the authors run their binary reward (github
+# strzar/purge grpo.py@3cb73e7:10-14: one TARGET per run, its own fts.json and qa_pairs.json), from RWKU's files
+# and the model itself:
 #
 #   for each target in TARGETS:
 #     `rerule data purge answers`   the model to be unlearned answers the target's rejection-tuning questions
@@ -18,13 +19,15 @@
 #
 # Every recipe variable (NUM_GPUS, ACTOR_LR, NUM_EPISODES, REPLAY_*, ...) passes through; each target writes only
 # under RUNS_DIR/rwku_purge/<target>/: data/, purge/, purge_replay/, eval/.
-NUM_GPUS="${NUM_GPUS:-1}"   # as the recipes (strzar/purge scripts/run_a100.sh:12)
+NUM_GPUS="${NUM_GPUS:-1}"   # as the recipes (strzar/purge run_a100.sh@3cb73e7:18, which runs grpo.py)
 source "$(dirname "$0")/_common.sh"
 purge_defaults
 RWKU_DIR="${RWKU_DIR:-$DATA_DIR/RWKU/Target}"   # RWKU's target folders (questions and evaluation probes)
 ENTITIES_DIR="${ENTITIES_DIR:-$DATA_DIR/PURGE}" # <target>/fts.json, the layout of the authors' data/PURGE
-# The targets of the authors' latest run script (scripts/run_h200.sh:17); their lists cover all 100 RWKU targets.
-TARGETS="${TARGETS:-1_Stephen_King 2_Confucius 3_Bruce_Lee 4_Warren_Buffett 5_Christina_Aguilera}"
+# The target of the authors' binary-reward script (grpo.py@3cb73e7:10; config.yaml:5 names it too); their lists
+# cover all 100 RWKU targets. scripts/run_h200.sh:17 loops over 1_..5_ but runs the follow-up paper's
+# exponential_decay reward (config.yaml:7-8); their token budget counts the first 20 (docs/purge.md, "targets").
+TARGETS="${TARGETS:-1_Stephen_King}"
 QUESTIONS_FILE="${QUESTIONS_FILE:-reject_phi.json}"  # RWKU's Phi-3 rejection set, the authors' input
                                                      # (src/misc/data_generation/generate_responses.py:156)
 PURGE_PROMPTS="${PURGE_PROMPTS:-100}"               # training/binary.yaml:12 dataset_size

@@ -219,7 +219,7 @@ def convert_rule(args):
         field = "org_answer" if name == "forget" else "neighbor_question"
         print(f"wrote {write_jsonl(path, rows_, 'eval')} ({len(rows_)} {name} eval rows from {field})")
     if counts.get("org_answer_empty") or counts.get("neighbor_unanswered"):
-        # the authors' Stage 1 never reads these fields (docs/data.md#the-rule-authors-stage-1-files-as-released)
+        # the authors' Stage 1 never reads these fields (docs/data.md, "The RULE authors' Stage 1 files, as released")
         print(f"{args.input}: kept for Stage 1 without an eval row: {counts['org_answer_empty']} rows with an empty "
               f"org_answer, {counts['neighbor_unanswered']} rows whose neighbor_question has no answer")
     if len(extra) == 2:
