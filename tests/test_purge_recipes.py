@@ -4,7 +4,8 @@ OpenRLHF launcher's check that every prompt's label fits RERULE_REWARD_VARIANT.
 The expected values are worked out here from the PURGE authors' files (github strzar/purge at 24d1a3f) and TRL
 0.18.1's GRPOConfig defaults, which their trainer inherits, not read back from the scripts:
   src/configs/training/binary.yaml  num_epochs 40, per_device_train_batch_size 2, gradient_accumulation_steps 8,
-                                    num_generations 4, dataset_size 100; scripts/run_a100.sh: one GPU
+                                    num_generations 4, dataset_size 100; run_a100.sh@3cb73e7:18: one GPU
+  grpo.py@3cb73e7:10 (the binary reward's script): TARGET = "1_Stephen_King"
   -> 2 x 8 x 1 = 16 completions an optimizer step = 16 / 4 = 4 prompts; 100 / 4 = 25 steps an episode; 40 episodes
   TRL 0.18.1: learning_rate 1e-6, linear schedule without warm-up, weight_decay 0, beta 0.04 (k3), epsilon 0.2,
   max_prompt_length 512, max_completion_length 256, temperature 1.0, seed 42; plain prompt strings (no template).
@@ -138,12 +139,16 @@ def test_reproduce_purge_plan_runs_the_pipeline_per_target_through_the_real_pars
     assert all(Path(o).is_relative_to(folder) for o in outputs)
 
 
-def test_reproduce_purge_defaults_to_the_authors_five_targets_and_can_use_endpoints(tmp_path):
+def test_reproduce_purge_defaults_to_the_binary_scripts_target_and_can_use_endpoints(tmp_path):
     root = inputs(tmp_path)
-    runs = commands(plan("reproduce_purge_rwku.sh", root))  # scripts/run_h200.sh:17
+    runs = commands(plan("reproduce_purge_rwku.sh", root))  # grpo.py@3cb73e7:10, not run_h200.sh (exponential decay)
     stage2 = [a for a in runs if a[:4] == ["rerule", "data", "purge", "stage2"]]
+    assert [Path(flag(a, "--questions")).parent.name for a in stage2] == ["1_Stephen_King"]
+    assert len(runs[-1]) == 2 + 3 * 1 + 6  # report: 3 evaluations x 1 target, --base, --tokenizer, --out
+    several = commands(plan("reproduce_purge_rwku.sh", root, TARGETS=" ".join(FIVE_TARGETS)))
+    stage2 = [a for a in several if a[:4] == ["rerule", "data", "purge", "stage2"]]
     assert [Path(flag(a, "--questions")).parent.name for a in stage2] == FIVE_TARGETS
-    assert len(runs[-1]) == 2 + 3 * 5 + 6  # report: 3 evaluations x 5 targets, --base, --tokenizer, --out
+    assert len(several[-1]) == 2 + 3 * 5 + 6
     endpoint = commands(plan("reproduce_purge_rwku.sh", inputs(tmp_path / "e", ["1_Stephen_King"]),
                              TARGETS="1_Stephen_King", ANSWERS_BASE_URL="http://h:8000/v1", ANSWERS_MODEL="phi3",
                              EXTRACTOR_MODEL="gpt-4o"))
