@@ -31,7 +31,12 @@ TARGETS="${TARGETS:-1_Stephen_King}"
 QUESTIONS_FILE="${QUESTIONS_FILE:-reject_phi.json}"  # RWKU's Phi-3 rejection set, the authors' input
                                                      # (src/misc/data_generation/generate_responses.py:156)
 PURGE_PROMPTS="${PURGE_PROMPTS:-100}"               # training/binary.yaml:12 dataset_size
-EVAL_SUBSETS="${EVAL_SUBSETS:-forget neighbor}"     # "forget neighbor mia fluency ..." for more
+# The headline numbers' inputs (eval/headline.py): the forget probes (effectiveness, AA robustness) and RWKU's
+# utility sets, Gen Rea Tru Fac Flu (utility kept, fluency change), all local files of the target folder; add mia.
+EVAL_SUBSETS="${EVAL_SUBSETS:-forget neighbor mmlu bbh truthfulqa triviaqa fluency}"
+# RULE_RELEASE (a checkout of github xwtMarch/RULE-Unlearn): RULE's data for the same target, Stage 1 and Stage 2
+# as reproduce_rwku.sh trains them, counted beside PURGE's in the report's token table (its "x fewest" column).
+RULE_RELEASE="${RULE_RELEASE:-}"
 # Answers come from the model itself (--local_model BASE_MODEL), or ANSWERS_BASE_URL + ANSWERS_MODEL (a vLLM server).
 if [[ -n "${ANSWERS_BASE_URL:-}" ]]; then
   answerer=(--base_url "$ANSWERS_BASE_URL" --model "${ANSWERS_MODEL:?ANSWERS_MODEL: the served model name}")
@@ -44,9 +49,21 @@ for target in $TARGETS; do
   need_files "$RWKU_DIR/$target/$QUESTIONS_FILE" "$RWKU_DIR/$target"/forget_level{1,2,3}.json \
              "$RWKU_DIR/$target"/neighbor_level{1,2}.json
   if [[ -z "${EXTRACTOR_MODEL:-}" ]]; then need_files "$ENTITIES_DIR/$target/fts.json"; fi
+  for subset in $EVAL_SUBSETS; do
+    case "$subset" in
+      mmlu|bbh) need_files "$RWKU_DIR/$target/retain_$subset.json" ;;
+      truthfulqa) need_files "$RWKU_DIR/$target/truthful.json" ;;
+      triviaqa|fluency) need_files "$RWKU_DIR/$target/$subset.json" ;;
+      mia) need_files "$RWKU_DIR/$target"/{forget,retain}_mia.json ;;
+    esac
+  done
+  if [[ -n "$RULE_RELEASE" ]]; then
+    need_files "$RULE_RELEASE/RS/data/RWKU/Target/$target/reject_target.json" \
+               "$RULE_RELEASE/data/RWKU/Target/$target/rl_rejection_with_fb_neighbor_target.json"
+  fi
 done
 
-EVALUATIONS=()
+EVALUATIONS=() COMPARE_DATA=()
 for target in $TARGETS; do
   run_dir="$RUNS_DIR/rwku_purge/${target//,/}"   # OpenRLHF splits dataset paths at commas: none in ours
   echo "# target $target -> $run_dir"
@@ -68,6 +85,14 @@ for target in $TARGETS; do
     --max_prompts "$PURGE_PROMPTS" --out "$data/stage2.jsonl" \
     --eval "$RWKU_DIR/$target"/forget_level{1,2,3}.json "$RWKU_DIR/$target"/neighbor_level{1,2}.json
 
+  if [[ -n "$RULE_RELEASE" ]]; then  # RULE's data for this target, for the token count only (never trained here)
+    run rerule data convert rule "$RULE_RELEASE/RS/data/RWKU/Target/$target/reject_target.json" \
+      --out "$data/rule_stage1.jsonl"
+    run rerule data convert rule "$RULE_RELEASE/data/RWKU/Target/$target/rl_rejection_with_fb_neighbor_target.json" \
+      --out "$data/rule_stage2.jsonl"
+    COMPARE_DATA+=(--compare_data "RULE data" "$target" "$data/rule_stage1.jsonl" "$data/rule_stage2.jsonl")
+  fi
+
   # 2. PURGE and PURGE + replay: the recipes, with this target's file and run folder.
   export RUN_ROOT="$run_dir" STAGE2_DATA="$data/stage2.jsonl"
   bash "$REPO_ROOT/examples/scripts/train_purge_rwku.sh"
@@ -85,5 +110,7 @@ for target in $TARGETS; do
 done
 
 # 4. The table: per method, the mean over targets of each per-target metric; PURGE's headline numbers against the
-# base model on the same target, and the tokens of each arm's unlearning data (BASE_MODEL's tokenizer).
-run rerule report "${EVALUATIONS[@]}" --base "Base model" --tokenizer "$BASE_MODEL" --out "$RUNS_DIR/rwku_purge/report"
+# base model on the same target, and the tokens of each arm's unlearning data (BASE_MODEL's tokenizer), with
+# RULE's data for the same targets when RULE_RELEASE is set.
+run rerule report "${EVALUATIONS[@]}" --base "Base model" --tokenizer "$BASE_MODEL" "${COMPARE_DATA[@]}" \
+  --out "$RUNS_DIR/rwku_purge/report"
