@@ -190,22 +190,17 @@ def test_reproduce_purge_counts_rules_data_for_the_same_target(tmp_path):
     assert result.returncode == 2 and result.stdout == "" and result.stderr == f"input not found: {stage1}\n"
 
 
-def test_a_missing_utility_file_stops_the_plan_before_anything_runs(tmp_path):
+@pytest.mark.parametrize("missing", ["PURGE/1_Stephen_King/fts.json", "RWKU/1_Stephen_King/truthful.json"])
+def test_a_missing_input_stops_the_plan_before_anything_runs(tmp_path, missing):
+    """The entity list, and each file of the evaluation subsets asked for (TruthfulQA: the default's)."""
     root = inputs(tmp_path, ["1_Stephen_King"])
-    (root / "RWKU" / "1_Stephen_King" / "truthful.json").unlink()
+    (root / missing).unlink()
     result = plan("reproduce_purge_rwku.sh", root, TARGETS="1_Stephen_King")
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == f"input not found: {root}/RWKU/1_Stephen_King/truthful.json\n"
-    assert plan("reproduce_purge_rwku.sh", root, TARGETS="1_Stephen_King",
-                EVAL_SUBSETS="forget neighbor").returncode == 0  # not asked for, not needed
-
-
-def test_a_missing_entity_list_stops_the_plan_before_anything_runs(tmp_path):
-    root = inputs(tmp_path, ["1_Stephen_King"])
-    (root / "PURGE" / "1_Stephen_King" / "fts.json").unlink()
-    result = plan("reproduce_purge_rwku.sh", root, TARGETS="1_Stephen_King")
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == f"input not found: {root}/PURGE/1_Stephen_King/fts.json\n"
+    assert result.stderr == f"input not found: {root}/{missing}\n"
+    if missing.endswith("truthful.json"):  # not asked for, not needed
+        assert plan("reproduce_purge_rwku.sh", root, TARGETS="1_Stephen_King",
+                    EVAL_SUBSETS="forget neighbor").returncode == 0
 
 
 # ---- the launcher's label check ------------------------------------------------------------------------------
