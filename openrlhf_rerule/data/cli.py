@@ -229,7 +229,7 @@ def cmd_overlap(args):
 
     train = read_prompts(args.train)
     print(f"{args.train}: {len(train)} training prompts; exact = equal after casefolding, removing punctuation and "
-          f"collapsing whitespace; near = >= {NEAR_THRESHOLD} of the shorter text's word {NGRAM}-grams shared")
+          f"collapsing whitespace; near = >= {NEAR_THRESHOLD} of the shorter text's word n-grams shared (docs/data.md)")
     for path in args.eval:
         probes = read_prompts(path)
         hits = find_overlaps(train, probes)
