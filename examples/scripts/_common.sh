@@ -32,8 +32,10 @@ run() {
   case "${DRY_RUN:-0}" in
     0) "$@" ;;
     print) ;;
-    *) if [[ "$1 ${2:-}" == "rerule data" && "${3:-} ${4:-}" != "purge answers" ]]; then
-         # a data step runs for real (with this checkout's code); answers come from a model: validated only
+    *) if [[ "$1 ${2:-}" == "rerule data" && "${3:-} ${4:-}" != "purge answers" &&
+             ( "${3:-}" != boundary || " $* " == *" --offline "* ) ]]; then
+         # a data step runs for real (with this checkout's code); answers and online boundary questions come from
+         # a model or an endpoint: validated only
          "$PYTHON" -m openrlhf_rerule.cli "${@:2}" || { echo "DRY_RUN: stopped${TARGET_NAME:+ at target $TARGET_NAME}, step: rerule ${*:2:3} (exit $?, its error above)" >&2; exit 2; }
        else
          "$PYTHON" -m openrlhf_rerule.openrlhf.check_args "$@"
