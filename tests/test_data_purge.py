@@ -209,21 +209,28 @@ def test_a_reply_that_is_not_json_is_a_one_line_error_and_stays_cached(chat_stub
     assert run(argv, capsys)[0] == 2 and len(stub.calls) == 1  # the paid reply is reused, not re-sent
 
 
-def test_stage2_runs_the_train_evaluation_overlap_check(rwku, capsys, tmp_path):
-    """A question that copies an evaluation probe under an innocent file name: refused with --eval, written with
-    --allow_eval_overlap and recorded in the .meta.json sidecar."""
+def test_stage2_drops_a_question_that_copies_a_probe_before_the_cut(rwku, capsys, tmp_path):
+    """A question that copies an evaluation probe under an innocent file name (RWKU's own reject_phi.json does so for
+    3_Bruce_Lee): dropped and counted before --max_prompts cuts, so the target still gets its full count; with
+    --allow_eval_overlap kept, marked in its row and counted in the .meta.json sidecar."""
     probe = "Mira Holt is best known for the novel The ___ Orchard."
     questions = write_json(tmp_path / "questions.json", [{"instruction": q, "subject": TARGET}
-                                                          for q in [QUESTIONS[0], probe]])
+                                                          for q in [probe, QUESTIONS[0]]])
     entities = write_json(tmp_path / "fts.json", [TARGET])
     argv = ["data", "purge", "stage2", "--questions", str(questions), "--entities", str(entities), "--out",
-            str(tmp_path / "s.jsonl"), "--eval", str(rwku["folder"] / "forget_level1.json")]
+            str(tmp_path / "s.jsonl"), "--max_prompts", "1", "--eval", str(rwku["folder"] / "forget_level1.json")]
     code, _, err = run(argv, capsys)
-    assert code == 2 and "questions.json" in err and "forget_level1.json" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "s.jsonl").exists()
-    assert run(argv + ["--allow_eval_overlap"], capsys)[0] == 0
+    assert code == 0 and "questions.json" in err and "forget_level1.json" in err and "dropped 1 of 2" in err
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == [QUESTIONS[0]]
     meta = json.loads((tmp_path / "s.jsonl.meta.json").read_text())
-    assert meta["overlaps_exact"] == 1 and meta["target"] == TARGET and meta["terms"] == 1
+    assert meta["overlaps_exact"] == 1 and meta["rows_dropped"] == 1 and meta["target"] == TARGET
+    assert run(argv + ["--allow_eval_overlap"], capsys)[0] == 0
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == [probe] and "forget_level1.json" in rows[0]["eval_overlap"]
+    meta = json.loads((tmp_path / "s.jsonl.meta.json").read_text())
+    assert meta["overlaps_exact"] == 1 and meta["rows_dropped"] == 0 and meta["terms"] == 1
+
 
 
 def test_an_offline_list_in_the_authors_layout_is_used_whole(tmp_path, capsys):

@@ -9,7 +9,7 @@
 #     `rerule data purge entities`  the forbidden-term list: offline from ENTITIES_DIR/<target>/fts.json (your
 #                                   reviewed list, or the authors' released data/PURGE), or EXTRACTOR_MODEL at an
 #                                   OpenAI-compatible endpoint
-#     `rerule data purge stage2`    the first 100 questions with <purge> labels; refused if one is an evaluation probe
+#     `rerule data purge stage2`    the first 100 questions with <purge> labels, less any copy of a probe
 #     PURGE -> PURGE + replay       train_purge_rwku.sh, train_purge_replay_rwku.sh
 #     `rerule eval rwku`            the base model and both arms on that target's RWKU probes
 #   `rerule report`: one row per method, the mean over targets
@@ -44,6 +44,8 @@ else
   answerer=(--local_model "$BASE_MODEL")
 fi
 
+overlap_policy=(); if [[ "${EVAL_OVERLAP:-drop}" == keep ]]; then overlap_policy=(--allow_eval_overlap); fi
+
 # Every input, checked before anything runs (under DRY_RUN too).
 for target in $TARGETS; do
   need_files "$RWKU_DIR/$target/$QUESTIONS_FILE" "$RWKU_DIR/$target"/forget_level{1,2,3}.json \
@@ -67,7 +69,7 @@ EVALUATIONS=() COMPARE_DATA=()
 for target in $TARGETS; do
   run_dir="$RUNS_DIR/rwku_purge/${target//,/}"   # OpenRLHF splits dataset paths at commas: none in ours
   echo "# target $target -> $run_dir"
-  questions="$RWKU_DIR/$target/$QUESTIONS_FILE" data="$run_dir/data"
+  questions="$RWKU_DIR/$target/$QUESTIONS_FILE" data="$run_dir/data" TARGET_NAME="$target"
 
   # 1. Data: answers of the model to be unlearned, the entity list, Stage 2 rows (checked against the probes).
   answers_cache=(); if [[ -n "${ANSWERS_BASE_URL:-}" ]]; then answers_cache=(--cache "$data/answers_cache.jsonl"); fi
@@ -78,10 +80,16 @@ for target in $TARGETS; do
       ${EXTRACTOR_BASE_URL:+--base_url "$EXTRACTOR_BASE_URL"} --cache "$data/extractor_cache.jsonl" \
       --out "$data/entities.json"
   else
-    run rerule data purge entities --answers "$data/answers.jsonl" --offline "$ENTITIES_DIR/$target/fts.json" \
+    answers=(--answers "$data/answers.jsonl")  # DRY_RUN=1 runs no model: no answers to report term hits on
+    if [[ "${DRY_RUN:-0}" != 0 && "${DRY_RUN:-0}" != print && ! -e "$data/answers.jsonl" ]]; then
+      name="${target#*_}"; answers=(--target "${name//_/ }")   # the folder's name: 3_Bruce_Lee -> Bruce Lee
+    fi
+    run rerule data purge entities "${answers[@]}" --offline "$ENTITIES_DIR/$target/fts.json" \
       --out "$data/entities.json"
   fi
-  run rerule data purge stage2 --questions "$questions" --entities "$data/entities.json" \
+  # A question that copies or nearly copies one of the target's probes is dropped before the first PURGE_PROMPTS
+  # are taken (RWKU's own reject_phi.json holds one for 3_Bruce_Lee); EVAL_OVERLAP=keep keeps and marks it.
+  run rerule data purge stage2 --questions "$questions" --entities "$data/entities.json" "${overlap_policy[@]}" \
     --max_prompts "$PURGE_PROMPTS" --out "$data/stage2.jsonl" \
     --eval "$RWKU_DIR/$target"/forget_level{1,2,3}.json "$RWKU_DIR/$target"/neighbor_level{1,2}.json
 

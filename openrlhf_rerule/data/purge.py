@@ -26,7 +26,7 @@ from openrlhf_rerule.cli_convention import UserError, number
 from openrlhf_rerule.rewards.purge import purge_label, term_pattern
 
 from .builders import prompt_id
-from .overlap import add_eval_arguments, check_eval_overlap
+from .overlap import add_eval_arguments, drop_eval_overlaps
 from .schema import DataError, read_records, read_text, require, write_with_sidecar
 
 # generate_responses.py: do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=100, the raw question as the
@@ -311,11 +311,12 @@ def cmd_stage2(args):
     target = target_of(questions, args.target, args.questions)
     terms = read_terms(args.entities)
     rows = stage2_rows([q["prompt"] for q in questions], target, terms, args.drop_repeats)
+    rows, overlap = drop_eval_overlaps(rows, args.out, args, [args.questions])  # before the cut: still 100 rows
     rows = rows[:args.max_prompts] if args.max_prompts else rows
     repeats = sum("repeat" in row for row in rows)
     meta = {"command": "purge stage2", "questions": args.questions, "entities": args.entities, "target": target,
             "terms": len(terms), "max_prompts": args.max_prompts, "drop_repeats": args.drop_repeats,
-            "repeats_kept": repeats, **check_eval_overlap(rows, args.out, args, [args.questions])}
+            "repeats_kept": repeats, **overlap}
     said = ("repeated questions dropped (--drop_repeats)" if args.drop_repeats else
             f"{repeats} of them repeat an earlier question, kept as the authors train them (--drop_repeats: drop)")
     print(f"wrote {write_with_sidecar(args.out, rows, 'stage2', meta)} ({len(rows)} prompts about {target!r}, "
