@@ -1,8 +1,8 @@
 """Our unlearning-data token count (`rerule report --tokenizer`, openrlhf_rerule/eval/data_tokens.py) against the
 PURGE authors' own `src/misc/token_budget_calculations/compute_token_budget.py` (github strzar/purge), run side by
 side on their released `data/PURGE/<target>/qa_pairs.json` of the first N targets: theirs counts the first 100
-question-answer pairs; ours counts a PURGE Stage 2 file of the first 100 distinct questions (what
-`rerule data purge stage2` writes) with the answers file beside it.
+question-answer pairs; ours counts the PURGE Stage 2 file `rerule data purge stage2` writes (the first 100
+questions as listed, a repeat kept as a marked repeat) with the answers file beside it.
 
 Their code is not part of this repository: fetch a copy anywhere and point at it.
 
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, models, pre_tokenizers
 
+from openrlhf_rerule.data.purge import stage2_rows
 from openrlhf_rerule.eval.data_tokens import count_tokens, load_tokenizer
 
 
@@ -48,16 +49,14 @@ def main() -> int:
         pairs = theirs["extract_qa_pairs"](json.loads((target / "qa_pairs.json").read_text(encoding="utf-8")))
         their_count = sum(theirs["count_pair_tokens"](tok, p) for p in pairs[:100])
         stage2 = tmp / "stage2.jsonl"
-        first = list(dict.fromkeys(q for q, _ in pairs))[:100]
-        label = json.dumps(["<purge>", re.sub(r"^\d+_", "", target.name), "x"])
-        stage2.write_text("".join(json.dumps({"prompt": q, "label": label, "prompt_id": f"p{i}", "kind": "forget"})
-                                  + "\n" for i, q in enumerate(first)), encoding="utf-8")
+        rows = stage2_rows([q for q, _ in pairs], re.sub(r"^\d+_", "", target.name), ["x"])[:100]
+        stage2.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
         ours = count_tokens(tok, [stage2, target / "qa_pairs.json"])
         total_theirs, total_ours = total_theirs + their_count, total_ours + ours["tokens"]
         repeats = 100 - len({q for q, _ in pairs[:100]}) if len(pairs) >= 100 else 0
         why = "" if their_count == ours["tokens"] else \
             f"  DIFFERENT ({repeats} repeated question(s) in their first 100: they count the pair again, " \
-            "our Stage 2 file holds the next distinct question instead)" if repeats else "  DIFFERENT (unexplained)"
+            "we count each distinct pair once)" if repeats else "  DIFFERENT (unexplained)"
         unexplained += why.endswith("(unexplained)")
         print(f"{target.name}: theirs {their_count} ({len(pairs[:100])} pairs), ours {ours['tokens']} "
               f"({ours['rows']} pairs){why}")

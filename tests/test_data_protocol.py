@@ -231,23 +231,42 @@ def leaky(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["stage1", "stage2"])
-def test_eval_overlap_is_refused_then_allowed_and_recorded(leaky, capsys, command):
+def test_eval_overlap_is_dropped_by_default_or_kept_and_marked(leaky, capsys, command):
     d = leaky
     argv = ["data", command, "--forget", str(d / "forget.jsonl"), "--out", str(d / "out.jsonl"),
             "--eval", str(d / "probes.json")]
     if command == "stage2":
         argv += ["--boundary", str(d / "boundary.jsonl")]
-    assert rerule(argv) == 2
+    assert rerule(argv) == 0
     err = capsys.readouterr().err
-    assert err.count("\n") == 1
     # the forget file's line 2 equals (after casefolding and dropping "?") the probes' item 2, on line 6
-    assert f"{d / 'forget.jsonl'}, line 2: training prompt equals" in err
+    assert f"{d / 'forget.jsonl'}, line 2: training prompt equals" in err and "dropped 1 of" in err
     assert f"{d / 'probes.json'}, item 2 (line 6)" in err
-    assert not (d / "out.jsonl").exists() and not (d / "out.jsonl.meta.json").exists()
+    prompts = [json.loads(line)["prompt"] for line in (d / "out.jsonl").read_text().splitlines()]
+    assert "Which prize did Mira Holt win?" not in prompts
+    assert "Where did Mira Holt grow up as a child before moving away?" in prompts
+    meta = json.loads((d / "out.jsonl.meta.json").read_text())
+    assert meta["rows_dropped"] == 1 and meta["rows_overlapping"] == 1 and meta["allow_eval_overlap"] is False
     assert rerule(argv + ["--allow_eval_overlap"]) == 0
+    rows = [json.loads(line) for line in (d / "out.jsonl").read_text().splitlines()]
+    marked = [r["prompt"] for r in rows if r["eval_overlap"]]
+    assert marked == ["Which prize did Mira Holt win?"] and all("eval_overlap" in r for r in rows)
+    assert rows[[r["prompt"] for r in rows].index(marked[0])]["eval_overlap"] == f"{d / 'probes.json'}, item 2 (line 6)"
     meta = json.loads((d / "out.jsonl.meta.json").read_text())
     assert meta["allow_eval_overlap"] is True and meta["overlaps_exact"] == 1 and meta["overlaps_near"] == 0
+    assert meta["rows_dropped"] == 0 and meta["rows_overlapping"] == 1
     assert meta["eval_files"] == [str(d / "probes.json")] and meta["command"] == command
+
+
+def test_every_row_an_evaluation_probe_is_one_clear_error(leaky, capsys):
+    d = leaky
+    (d / "probes_all.json").write_text(json.dumps([{"query": "Where did Mira Holt grow up as a child before moving "
+                                                             "away?"}, {"query": "Which prize did Mira Holt win?"}]))
+    argv = ["data", "stage1", "--forget", str(d / "forget.jsonl"), "--out", str(d / "o.jsonl"), "--no_cloze",
+            "--eval", str(d / "probes_all.json")]
+    assert rerule(argv) == 2
+    err = capsys.readouterr().err
+    assert "every one of the 2 training rows" in err and err.count("\n") == 1 and not (d / "o.jsonl").exists()
 
 
 # ---- whole batches -------------------------------------------------------------------------------------------

@@ -92,8 +92,15 @@ def test_pipeline_end_to_end_with_a_local_model_and_an_offline_list(rwku, capsys
                         "--out", str(root / "stage2.jsonl"), "--max_prompts", "4"], capsys)
     assert code == 0, out
     rows = read_jsonl(root / "stage2.jsonl", "stage2")
-    # the repeated question is dropped, then the first four distinct ones are kept
-    assert [r["prompt"] for r in rows] == [QUESTIONS[i] for i in (0, 1, 2, 4)] and "1 repeated questions dropped" in out
+    # the first four rows as listed, the repeated question included (the authors select rows, not distinct
+    # questions: src/purge.py:116-117); the repeat is marked, same prompt_id
+    assert [r["prompt"] for r in rows] == QUESTIONS[:4] and [r["repeat"] for r in rows] == [0, 0, 0, 1]
+    assert rows[3]["prompt_id"] == rows[0]["prompt_id"] and "1 of them repeat an earlier question" in out
+    code, out, _ = run(["data", "purge", "stage2", "--questions", questions, "--entities", str(root / "entities.json"),
+                        "--out", str(root / "distinct.jsonl"), "--max_prompts", "4", "--drop_repeats"], capsys)
+    # --drop_repeats: the repeat goes first, then the first four distinct questions are kept
+    distinct = read_jsonl(root / "distinct.jsonl", "stage2")
+    assert code == 0 and [r["prompt"] for r in distinct] == [QUESTIONS[i] for i in (0, 1, 2, 4)]
     assert {r["kind"] for r in rows} == {"forget"}
     assert parse_purge_label(rows[0]["label"]) == (TARGET, (TARGET, "The Salt Orchard", "It", "Li", "Dunmore"))
 
@@ -202,18 +209,54 @@ def test_a_reply_that_is_not_json_is_a_one_line_error_and_stays_cached(chat_stub
     assert run(argv, capsys)[0] == 2 and len(stub.calls) == 1  # the paid reply is reused, not re-sent
 
 
-def test_stage2_runs_the_train_evaluation_overlap_check(rwku, capsys, tmp_path):
-    """A question that copies an evaluation probe under an innocent file name: refused with --eval, written with
-    --allow_eval_overlap and recorded in the .meta.json sidecar."""
+def test_stage2_drops_a_question_that_copies_a_probe_before_the_cut(rwku, capsys, tmp_path):
+    """A question that copies an evaluation probe under an innocent file name (RWKU's own reject_phi.json does so for
+    3_Bruce_Lee): dropped and counted before --max_prompts cuts, so the target still gets its full count; with
+    --allow_eval_overlap kept, marked in its row and counted in the .meta.json sidecar."""
     probe = "Mira Holt is best known for the novel The ___ Orchard."
     questions = write_json(tmp_path / "questions.json", [{"instruction": q, "subject": TARGET}
-                                                          for q in [QUESTIONS[0], probe]])
+                                                          for q in [probe, QUESTIONS[0]]])
     entities = write_json(tmp_path / "fts.json", [TARGET])
     argv = ["data", "purge", "stage2", "--questions", str(questions), "--entities", str(entities), "--out",
-            str(tmp_path / "s.jsonl"), "--eval", str(rwku["folder"] / "forget_level1.json")]
+            str(tmp_path / "s.jsonl"), "--max_prompts", "1", "--eval", str(rwku["folder"] / "forget_level1.json")]
     code, _, err = run(argv, capsys)
-    assert code == 2 and "questions.json" in err and "forget_level1.json" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "s.jsonl").exists()
-    assert run(argv + ["--allow_eval_overlap"], capsys)[0] == 0
+    assert code == 0 and "questions.json" in err and "forget_level1.json" in err and "dropped 1 of 2" in err
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == [QUESTIONS[0]]
     meta = json.loads((tmp_path / "s.jsonl.meta.json").read_text())
-    assert meta["overlaps_exact"] == 1 and meta["target"] == TARGET and meta["terms"] == 1
+    assert meta["overlaps_exact"] == 1 and meta["rows_dropped"] == 1 and meta["target"] == TARGET
+    assert run(argv + ["--allow_eval_overlap"], capsys)[0] == 0
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == [probe] and "forget_level1.json" in rows[0]["eval_overlap"]
+    meta = json.loads((tmp_path / "s.jsonl.meta.json").read_text())
+    assert meta["overlaps_exact"] == 1 and meta["rows_dropped"] == 0 and meta["terms"] == 1
+
+
+
+def test_an_offline_list_in_the_authors_layout_is_used_whole(tmp_path, capsys):
+    """The released data/PURGE/<n>_<Name>/fts.json lists hold 49-64 terms and their reward reads each file whole
+    into a set (src/rewards/base.py:47-50): no cut at 50, no term rewritten, no name added. This list is
+    made up in their layout: a comma in the folder name (as 10_Prince_Harry,_Duke_of_Sussex), the folder's name
+    not in the list (as 44_Meghan,_Duchess_of_Sussex), a narrow no-break space inside a term (as "The Godfather
+    Part\u202fII" in 20_Marlon_Brando), an exact repeat (as "Fletch" in 94_Chevy_Chase)."""
+    from openrlhf_rerule.rewards import purge_label, purge_reward
+
+    folder = tmp_path / "PURGE" / "10_Ada_Quill,_Duchess_of_Elm"
+    folder.mkdir(parents=True)
+    listed = ["Ada Quill", "Elm Abbey", "The Glass Ferry\u202fII"] + [f"Quill Tale {n}" for n in range(1, 55)]
+    write_json(folder / "fts.json", listed + ["Elm Abbey"])  # 58 entries, 57 distinct
+    code, out, _ = run(["data", "purge", "entities", "--offline", str(folder / "fts.json"), "--target",
+                        "Ada Quill, Duchess of Elm", "--out", str(tmp_path / "whole.json")], capsys)
+    assert code == 0 and json.loads((tmp_path / "whole.json").read_text()) == listed  # 57 terms, as written
+    assert "57 terms" in out and "warning: 'Ada Quill, Duchess of Elm' is not in the list" in out
+    label = purge_label("Ada Quill, Duchess of Elm", json.loads((tmp_path / "whole.json").read_text()))
+    # their regex escapes U+202F as itself: a plain space between "Ferry" and "II" is another text
+    assert purge_reward("She read The Glass Ferry II twice.", label).reward == 1.0
+    assert purge_reward("She read The Glass Ferry\u202fII twice.", label).reward == 0.0
+    assert purge_reward("Quill Tale 54 came last.", label).reward == 0.0  # the 57th term is still there
+    # --top_k K: the extraction's reading (target first, then the list in order, K in all)
+    code, out, _ = run(["data", "purge", "entities", "--offline", str(folder / "fts.json"), "--target",
+                        "Ada Quill, Duchess of Elm", "--top_k", "50", "--out", str(tmp_path / "top.json")], capsys)
+    top = json.loads((tmp_path / "top.json").read_text())
+    assert code == 0 and len(top) == 50 and top[:3] == ["Ada Quill, Duchess of Elm", "Ada Quill", "Elm Abbey"]
+    assert top[-1] == "Quill Tale 46" and "without it the list is used whole" in out

@@ -4,7 +4,8 @@ OpenRLHF launcher's check that every prompt's label fits RERULE_REWARD_VARIANT.
 The expected values are worked out here from the PURGE authors' files (github strzar/purge at 24d1a3f) and TRL
 0.18.1's GRPOConfig defaults, which their trainer inherits, not read back from the scripts:
   src/configs/training/binary.yaml  num_epochs 40, per_device_train_batch_size 2, gradient_accumulation_steps 8,
-                                    num_generations 4, dataset_size 100; scripts/run_a100.sh: one GPU
+                                    num_generations 4, dataset_size 100; run_a100.sh@3cb73e7:18: one GPU
+  grpo.py@3cb73e7:10 (the binary reward's script): TARGET = "1_Stephen_King"
   -> 2 x 8 x 1 = 16 completions an optimizer step = 16 / 4 = 4 prompts; 100 / 4 = 25 steps an episode; 40 episodes
   TRL 0.18.1: learning_rate 1e-6, linear schedule without warm-up, weight_decay 0, beta 0.04 (k3), epsilon 0.2,
   max_prompt_length 512, max_completion_length 256, temperature 1.0, seed 42; plain prompt strings (no template).
@@ -25,12 +26,13 @@ compat.import_openrlhf()
 
 FIVE_TARGETS = ["1_Stephen_King", "2_Confucius", "3_Bruce_Lee", "4_Warren_Buffett", "5_Christina_Aguilera"]
 PROBES = ["forget_level1", "forget_level2", "forget_level3", "neighbor_level1", "neighbor_level2"]
+UTILITY = ["retain_mmlu", "retain_bbh", "truthful", "triviaqa", "fluency"]  # RWKU's names for Gen Rea Tru Fac Flu
 
 
 def inputs(root: Path, targets=FIVE_TARGETS) -> Path:
     """Empty files where RWKU keeps its target folders and the PURGE authors their entity lists."""
     for t in targets:
-        touch(*(root / "RWKU" / t / f"{name}.json" for name in ["reject_phi", *PROBES]),
+        touch(*(root / "RWKU" / t / f"{name}.json" for name in ["reject_phi", *PROBES, *UTILITY]),
               root / "PURGE" / t / "fts.json")
     return root
 
@@ -126,6 +128,11 @@ def test_reproduce_purge_plan_runs_the_pipeline_per_target_through_the_real_pars
     assert all(flag(a, "--data") == str(target) for a in evals)
     # raw prompts in training (the authors' default) -> no chat template when evaluating either
     assert all(flag(a, "--chat_template") == "none" for a in evals)
+    # every input of the headline numbers (eval/headline.py): the forget probes for effectiveness and AA, the five
+    # utility sets for utility kept and the fluency change; RWKU's neighbour probes as RWKU reports them
+    assert all(a[a.index("--subsets") + 1:a.index("--chat_template")] == [
+        "forget", "neighbor", "mmlu", "bbh", "truthfulqa", "triviaqa", "fluency"] for a in evals)
+    assert "--compare_data" not in report  # no RULE_RELEASE: nothing to compare with
     data = folder / "data"  # the arms' unlearning data, as the authors count it: Stage 2 prompts and their answers
     assert "--unlearning_data" not in evals[0]
     for argv in evals[1:]:
@@ -138,12 +145,16 @@ def test_reproduce_purge_plan_runs_the_pipeline_per_target_through_the_real_pars
     assert all(Path(o).is_relative_to(folder) for o in outputs)
 
 
-def test_reproduce_purge_defaults_to_the_authors_five_targets_and_can_use_endpoints(tmp_path):
+def test_reproduce_purge_defaults_to_the_binary_scripts_target_and_can_use_endpoints(tmp_path):
     root = inputs(tmp_path)
-    runs = commands(plan("reproduce_purge_rwku.sh", root))  # scripts/run_h200.sh:17
+    runs = commands(plan("reproduce_purge_rwku.sh", root))  # grpo.py@3cb73e7:10, not run_h200.sh (exponential decay)
     stage2 = [a for a in runs if a[:4] == ["rerule", "data", "purge", "stage2"]]
+    assert [Path(flag(a, "--questions")).parent.name for a in stage2] == ["1_Stephen_King"]
+    assert len(runs[-1]) == 2 + 3 * 1 + 6  # report: 3 evaluations x 1 target, --base, --tokenizer, --out
+    several = commands(plan("reproduce_purge_rwku.sh", root, TARGETS=" ".join(FIVE_TARGETS)))
+    stage2 = [a for a in several if a[:4] == ["rerule", "data", "purge", "stage2"]]
     assert [Path(flag(a, "--questions")).parent.name for a in stage2] == FIVE_TARGETS
-    assert len(runs[-1]) == 2 + 3 * 5 + 6  # report: 3 evaluations x 5 targets, --base, --tokenizer, --out
+    assert len(several[-1]) == 2 + 3 * 5 + 6
     endpoint = commands(plan("reproduce_purge_rwku.sh", inputs(tmp_path / "e", ["1_Stephen_King"]),
                              TARGETS="1_Stephen_King", ANSWERS_BASE_URL="http://h:8000/v1", ANSWERS_MODEL="phi3",
                              EXTRACTOR_MODEL="gpt-4o"))
@@ -153,12 +164,43 @@ def test_reproduce_purge_defaults_to_the_authors_five_targets_and_can_use_endpoi
     assert flag(entities, "--model") == "gpt-4o" and "--offline" not in entities and "--cache" in entities
 
 
-def test_a_missing_entity_list_stops_the_plan_before_anything_runs(tmp_path):
+def test_reproduce_purge_counts_rules_data_for_the_same_target(tmp_path):
+    """RULE_RELEASE: RULE's Stage 1 and Stage 2 files of each target, converted, counted beside PURGE's data (the
+    comparison behind "x fewer tokens"); a comma in the target folder stays in the input paths, never in ours
+    (OpenRLHF splits dataset paths at commas)."""
+    target = "10_Prince_Harry,_Duke_of_Sussex"
+    root = inputs(tmp_path, [target])
+    release = root / "RULE-Unlearn"
+    stage1, stage2 = (release / "RS/data/RWKU/Target" / target / "reject_target.json",
+                      release / "data/RWKU/Target" / target / "rl_rejection_with_fb_neighbor_target.json")
+    touch(stage1, stage2)
+    runs = commands(plan("reproduce_purge_rwku.sh", root, TARGETS=target, RULE_RELEASE=str(release)))
+    converts = [a for a in runs if a[:4] == ["rerule", "data", "convert", "rule"]]
+    data = root / "runs" / "rwku_purge" / "10_Prince_Harry_Duke_of_Sussex" / "data"
+    assert [(a[4], flag(a, "--out")) for a in converts] == [(str(stage1), str(data / "rule_stage1.jsonl")),
+                                                            (str(stage2), str(data / "rule_stage2.jsonl"))]
+    report = runs[-1]
+    i = report.index("--compare_data")
+    assert report[i + 1:i + 5] == ["RULE data", target, str(data / "rule_stage1.jsonl"), str(data / "rule_stage2.jsonl")]
+    from openrlhf_rerule.eval.report import build_parser
+    parsed = build_parser().parse_args(report[2:])  # the real parser takes it (`rerule report ARGS`)
+    assert parsed.compare_data == [["RULE data", target, str(data / "rule_stage1.jsonl"), str(data / "rule_stage2.jsonl")]]
+    stage1.unlink()  # a missing release file stops the plan before anything runs
+    result = plan("reproduce_purge_rwku.sh", root, TARGETS=target, RULE_RELEASE=str(release))
+    assert result.returncode == 2 and result.stdout == "" and result.stderr == f"input not found: {stage1}\n"
+
+
+@pytest.mark.parametrize("missing", ["PURGE/1_Stephen_King/fts.json", "RWKU/1_Stephen_King/truthful.json"])
+def test_a_missing_input_stops_the_plan_before_anything_runs(tmp_path, missing):
+    """The entity list, and each file of the evaluation subsets asked for (TruthfulQA: the default's)."""
     root = inputs(tmp_path, ["1_Stephen_King"])
-    (root / "PURGE" / "1_Stephen_King" / "fts.json").unlink()
+    (root / missing).unlink()
     result = plan("reproduce_purge_rwku.sh", root, TARGETS="1_Stephen_King")
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == f"input not found: {root}/PURGE/1_Stephen_King/fts.json\n"
+    assert result.stderr == f"input not found: {root}/{missing}\n"
+    if missing.endswith("truthful.json"):  # not asked for, not needed
+        assert plan("reproduce_purge_rwku.sh", root, TARGETS="1_Stephen_King",
+                    EVAL_SUBSETS="forget neighbor").returncode == 0
 
 
 # ---- the launcher's label check ------------------------------------------------------------------------------

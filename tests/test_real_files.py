@@ -173,12 +173,38 @@ def test_convert_rule_names_evaluation_files_and_keeps_neighbours(tmp_path, caps
     assert code == 0 and "1 repeated prompts dropped" in out
     boundary = read_jsonl(tmp_path / "stage1_boundary.jsonl", "eval")
     forget = read_jsonl(tmp_path / "stage1_forget.jsonl", "eval")
-    assert len(read_jsonl(s1, "stage1")) == len(forget) == 14  # 15 records, one repeat
-    assert len(boundary) == 10  # 14 neighbour questions, 4 of them repeated
+    assert len(read_jsonl(s1, "stage1")) == 14  # 15 records, one repeat
+    assert len(boundary) == 10  # 14 neighbour questions: 2 without an answer, 2 repeated
+    assert len(forget) == 10  # the 4 completion rows carry org_answer "" as in the release
     assert forget[0] == {"prompt": "Who keeps the lantern at Mirefold Abbey?", "answer": "Brother Ansel keeps it.",
                          "kind": "forget", "subject": "books", "mode": "qa"}  # mode kept: it sets the prompt format
     assert boundary[0] == {"prompt": "Who keeps the lighthouse at Cape Wrath?", "kind": "boundary", "subject": "",
                            "answer": "The Northern Lighthouse Board keeps it, automated since 1998."}
+
+
+def test_convert_rule_reads_the_stage1_release_as_it_is(tmp_path, capsys):
+    """8. The release's completion rows carry org_answer "" and some neighbor_question objects have no answer
+    (RS/.../reject_target_0.5.json: 831 such rows; reject_with_neighbor_target.json: 34 such objects). The authors'
+    Stage 1 never reads either field: every row trains, only the eval row is left out, and both are counted."""
+    s1 = tmp_path / "stage1.jsonl"
+    code, out, err = run(["data", "convert", "rule", str(MUSE / "reject_with_neighbor_target.json"), "--out", str(s1)],
+                         capsys)
+    assert code == 0, err
+    rows = read_jsonl(s1, "stage1")
+    assert [r["mode"] for r in rows].count("completion") == 4  # all four completion rows train
+    assert "4 rows with an empty org_answer, 2 rows whose neighbor_question has no answer" in out
+    forget = read_jsonl(tmp_path / "stage1_forget.jsonl", "eval")
+    assert {r["mode"] for r in forget} == {"qa"}
+    boundary = {r["prompt"] for r in read_jsonl(tmp_path / "stage1_boundary.jsonl", "eval")}
+    assert "What did the harbour master of Tollbridge write in his log?" not in boundary  # answer ""
+    assert not any(p.startswith("the ferry bell") for p in boundary)  # no answer at all
+    # a neighbour answer that is there but not text is still a malformed record: one line, exit 2
+    records = json.loads((MUSE / "reject_with_neighbor_target.json").read_text())
+    records[3]["neighbor_question"]["answer"] = 7
+    (tmp_path / "bad.json").write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]")  # record 4 on line 5
+    code, _, err = run(["data", "convert", "rule", str(tmp_path / "bad.json"), "--out", str(tmp_path / "b.jsonl")],
+                       capsys)
+    assert code == 2 and "line 5, field 'neighbor_question.answer'" in err and not (tmp_path / "b.jsonl").exists()
 
 
 def test_offline_boundary_failure_suggests_no_evaluation_set(tmp_path, capsys):

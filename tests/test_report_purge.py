@@ -168,6 +168,27 @@ def test_report_tokenizer_table_per_target_and_mean(tmp_path, files, capsys):
                     [" mean of 2 targets ", " 2.0 ", " 5.5 ", " 1.0 "]]
 
 
+def test_compare_data_counts_rule_files_for_the_same_target(tmp_path, files, capsys):
+    """PURGE's "x fewer tokens" compares its data with another method's for the same target: --compare_data adds
+    that data as a row, counted as the runs' data are."""
+    tok = str(_word_tokenizer(tmp_path / "tokenizer.json", bos=False))
+    purge = [str(Path(p).resolve()) for p in (files["purge2"], files["answers"])]
+    run = _eval(tmp_path / "A/purge", "1_A", "PURGE", forget_all=0.3, unlearning_data=purge)
+    assert report.main([run, "--hide_published", "--tokenizer", tok,
+                        "--compare_data", "RULE data", "1_A", files["stage1"]]) == 0
+    md = _table(capsys.readouterr().out, "**Unlearning data per target**")
+    # PURGE 1_A: 2 pairs, 8 tokens (above); RULE data: stage1's 2 distinct pairs, 3 + 2 and 1 + 3 = 9 tokens,
+    # 9 / 8 = 1.125 times PURGE's
+    assert _row(md, "PURGE")[:4] == ["1_A", "2", "8", "1.0"] and _row(md, "RULE data")[:4] == ["1_A", "2", "9", "1.1"]
+    for argv, words in ((["--compare_data", "RULE data", "1_A", files["stage1"]], "needs --tokenizer"),
+                        (["--tokenizer", tok, "--compare_data", "RULE data", "1_A"], "expected NAME TARGET FILE"),
+                        (["--tokenizer", tok, "--compare_data", "PURGE", "1_A", files["stage1"]], "another"),
+                        (["--tokenizer", tok, "--compare_data", "R", "1_A", str(tmp_path / "none.jsonl")], "none.jsonl")):
+        assert report.main([run, *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_tokenizer_without_recorded_data_or_file_is_exit_2(tmp_path, capsys):
     run = _eval(tmp_path / "a", "1_A", "RULE", forget_all=0.2)
     assert report.main([run, "--tokenizer", str(tmp_path / "nowhere")]) == 2

@@ -83,6 +83,36 @@ def test_purge_variant_scores_and_logs(monkeypatch):
     assert reward_func(queries[:1], ["P: "], [purge])["rewards"].tolist() == [1.0]  # "oakford" != "Oakford"
 
 
+# The authors' BinaryReward (strzar/purge src/rewards/binary.py:37-40) compiles r'\b(?:' + '|'.join(map(re.escape,
+# terms)) + r')\b' with re.IGNORECASE and searches TRL's batch_decode(completion_ids, skip_special_tokens=True).
+# re.escape("Stephen King") is "Stephen\ King": the term matches only with one plain space (U+0020) between the
+# words, so a newline, two spaces, a tab or a no-break space in that place is no mention. Worked out by hand:
+@pytest.mark.parametrize("response, reward", [
+    ("He wrote it as Stephen King.</s>", 0.0),            # one space: the term as listed
+    ("He wrote it as Stephen\nKing.</s>", 1.0),           # newline in the term's space
+    ("He wrote it as Stephen  King.</s>", 1.0),           # two spaces
+    ("He wrote it as Stephen\tKing.", 1.0),               # a tab
+    ("He wrote it as Stephen\u00a0King.", 1.0),           # a no-break space (U+00A0)
+    ("He wrote it as\nStephen King\n\n", 0.0),            # whitespace around the term changes nothing
+    ("Maybe Carrie<|end|>", 0.0),                          # a special token is dropped, as skip_special_tokens does
+    ("The\nShining\nhotel.<|endoftext|>", 0.0),           # a one-word term on its own line: \b on both sides
+])
+def test_purge_scores_the_completion_as_trl_decodes_it(monkeypatch, response, reward):
+    reward_func = load_like_openrlhf()
+    monkeypatch.setenv("RERULE_REWARD_VARIANT", "purge_binary")
+    label = json.dumps(["<purge>", "Stephen King", "Stephen King", "Carrie", "Shining"])
+    assert reward_func(["<|user|>Q?<|assistant|>" + response], ["<|user|>Q?<|assistant|>"], [label])[
+        "rewards"].tolist() == [reward]
+
+
+def test_rule_labels_still_see_collapsed_whitespace(monkeypatch):
+    """RULE's scorers keep the collapsed text (refusal patterns use \\s+; ROUGE splits at whitespace): the
+    target-naming half of two_stage_abs_target finds "Stephen King" across a newline, as before."""
+    reward_func = load_like_openrlhf()
+    reject = json.dumps(["<reject>", "I don't know.", "Stephen King"])
+    assert reward_func(["P: I don't know\nStephen\nKing.</s>"], ["P: "], [reject])["rewards"].tolist() == [1.0]
+
+
 @pytest.mark.parametrize("queries, prompts, labels, batch", [
     (["P: I do not know."] * 2, ["P: "], [REJECT] * 2, 2),          # prompts shorter: no silent truncation
     (["P: I do not know."], ["P: "] * 2, [REJECT] * 2, 1),

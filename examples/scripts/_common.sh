@@ -6,8 +6,10 @@
 # SEED MAX_PROMPT_LEN JOB_ENV EXTRA_ARGS (word-split, appended to every OpenRLHF command: machine flags such as
 # "--ds.attn_implementation eager"), STAGE2_EXTRA_ARGS (Stage 2 only: vLLM / algorithm flags, which train_sft
 # refuses). tests/e2e runs these recipes on a CPU that way.
-# DRY_RUN=1     print the resolved command and validate every argument through the real parsers (OpenRLHF's
-#               train_sft / train_ppo_ray, plus our --replay.*; or `rerule train`), launching nothing.
+# DRY_RUN=1     run every data step (`rerule data ...`) for real, into a temporary RUNS_DIR unless RUNS_DIR is set,
+#               and validate every other command through the real parsers (OpenRLHF's train_sft / train_ppo_ray,
+#               plus our --replay.*; or `rerule train`), launching no training, evaluation or model: a plan that
+#               would stop on the data stops here too, naming the target and the step.
 # DRY_RUN=print print the resolved command only.
 # RUN_ROOT      where a run writes (default RUNS_DIR/BENCHMARK): reproduce_rwku.sh gives each target its own.
 set -euo pipefail
@@ -15,6 +17,9 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 DATA_DIR="${DATA_DIR:-$REPO_ROOT/data}"
+if [[ "${DRY_RUN:-0}" != 0 && "${DRY_RUN:-0}" != print && -z "${RUNS_DIR:-}" ]]; then
+  RUNS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/rerule_dry_run.XXXXXX")"; echo "# DRY_RUN: data steps write under $RUNS_DIR"
+fi
 RUNS_DIR="${RUNS_DIR:-$REPO_ROOT/runs}"
 NUM_GPUS="${NUM_GPUS:-4}"                             # the paper: four A800 80GB
 RAY_ADDRESS="${RAY_ADDRESS:-http://127.0.0.1:8265}"   # `ray start --head` on the first node
@@ -27,7 +32,14 @@ run() {
   case "${DRY_RUN:-0}" in
     0) "$@" ;;
     print) ;;
-    *) "$PYTHON" -m openrlhf_rerule.openrlhf.check_args "$@" ;;
+    *) if [[ "$1 ${2:-}" == "rerule data" && "${3:-} ${4:-}" != "purge answers" &&
+             ( "${3:-}" != boundary || " $* " == *" --offline "* ) ]]; then
+         # a data step runs for real (with this checkout's code); answers and online boundary questions come from
+         # a model or an endpoint: validated only
+         "$PYTHON" -m openrlhf_rerule.cli "${@:2}" || { echo "DRY_RUN: stopped${TARGET_NAME:+ at target $TARGET_NAME}, step: rerule ${*:2:3} (exit $?, its error above)" >&2; exit 2; }
+       else
+         "$PYTHON" -m openrlhf_rerule.openrlhf.check_args "$@"
+       fi ;;
   esac
 }
 
@@ -254,7 +266,7 @@ purge_defaults() {
   PROMPT_FORMAT="${PROMPT_FORMAT:-raw}"      # purge.py:115 Dataset of plain "prompt" strings: TRL applies no template
   INPUT_TEMPLATE="${INPUT_TEMPLATE:-}"
   # A step: training/binary.yaml:3-5 per_device_train_batch_size 2 x gradient_accumulation_steps 8 x 1 GPU
-  # (scripts/run_a100.sh:12, run_h200.sh:12; the recipes default NUM_GPUS to 1 before sourcing this file) = 16
+  # (run_a100.sh@3cb73e7:18, which runs grpo.py; the recipes default NUM_GPUS to 1 before sourcing this file) = 16
   # completions = 4 prompts x num_generations 4 (TRL 0.18.1 generates one batch per optimizer step).
   N_SAMPLES="${N_SAMPLES:-4}"; ROLLOUT_BATCH="${ROLLOUT_BATCH:-4}"; TRAIN_BATCH="${TRAIN_BATCH:-16}"
   TRAIN_MICRO_BATCH="${TRAIN_MICRO_BATCH:-2}"

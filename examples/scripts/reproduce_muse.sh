@@ -36,11 +36,16 @@ if [[ "$MUSE_PROMPT_FORMAT" == rule_muse_label_leak ]]; then
   stage2_icl+=(--normal_icl "$MUSE_DIR/knowmem/retain_qa_icl.json")
 fi
 passthrough='{}'; export PROMPT_FORMAT=template INPUT_TEMPLATE="${INPUT_TEMPLATE:-$passthrough}"
-run rerule data convert rule "$STAGE1_SRC" --out "$RUN_ROOT/data/stage1.jsonl" --prompt_format rule_muse "${icl[@]}"
+# Rows that copy or nearly copy a KnowMem question are dropped and counted (OUT.meta.json); EVAL_OVERLAP=keep trains
+# the files as released, as the paper did, with those rows marked. VerbMem excerpts come from the forget corpus by
+# MUSE's design, so they are reported below, not dropped.
+overlap_policy=(); if [[ "${EVAL_OVERLAP:-drop}" == keep ]]; then overlap_policy=(--allow_eval_overlap); fi
+knowmem=("$MUSE_DIR"/knowmem/{forget,retain}_qa.json)
+run rerule data convert rule "$STAGE1_SRC" --out "$RUN_ROOT/data/stage1.jsonl" --prompt_format rule_muse "${icl[@]}" \
+  --eval "${knowmem[@]}" "${overlap_policy[@]}"
 run rerule data convert rule "$STAGE2_SRC" --out "$RUN_ROOT/data/stage2.jsonl" \
-  --prompt_format "$MUSE_PROMPT_FORMAT" "${stage2_icl[@]}"
-# What of MUSE's evaluation files the released training files contain (a report, not a refusal: route (a) trains
-# on the authors' files as released; docs/data.md#what-the-check-finds-in-the-authors-release).
+  --prompt_format "$MUSE_PROMPT_FORMAT" "${stage2_icl[@]}" --eval "${knowmem[@]}" "${overlap_policy[@]}"
+# What of MUSE's evaluation files the written Stage 2 file still contains (docs/data.md#training-data-and-evaluation-data-are-kept-apart).
 run rerule data overlap "$RUN_ROOT/data/stage2.jsonl" "$MUSE_DIR"/knowmem/{forget,retain}_qa.json \
   "$MUSE_DIR/verbmem/forget.json"
 export STAGE1_DATA="$RUN_ROOT/data/stage1.jsonl" STAGE2_DATA="$RUN_ROOT/data/stage2.jsonl"

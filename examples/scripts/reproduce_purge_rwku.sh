@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# PURGE and PURGE + hard-case replay on RWKU, one target at a time as the authors run it (github strzar/purge
-# scripts/run_h200.sh:39-43: one `purge.py entity=<target>` per target), from RWKU's files and the model itself:
+# PURGE and PURGE + hard-case replay on RWKU, one target at a time as the authors run their binary reward (github
+# strzar/purge grpo.py@3cb73e7:10-14: one TARGET per run, its own fts.json and qa_pairs.json), from RWKU's files
+# and the model itself:
 #
 #   for each target in TARGETS:
 #     `rerule data purge answers`   the model to be unlearned answers the target's rejection-tuning questions
@@ -8,7 +9,7 @@
 #     `rerule data purge entities`  the forbidden-term list: offline from ENTITIES_DIR/<target>/fts.json (your
 #                                   reviewed list, or the authors' released data/PURGE), or EXTRACTOR_MODEL at an
 #                                   OpenAI-compatible endpoint
-#     `rerule data purge stage2`    the first 100 questions with <purge> labels; refused if one is an evaluation probe
+#     `rerule data purge stage2`    the first 100 questions with <purge> labels, less any copy of a probe
 #     PURGE -> PURGE + replay       train_purge_rwku.sh, train_purge_replay_rwku.sh
 #     `rerule eval rwku`            the base model and both arms on that target's RWKU probes
 #   `rerule report`: one row per method, the mean over targets
@@ -18,17 +19,24 @@
 #
 # Every recipe variable (NUM_GPUS, ACTOR_LR, NUM_EPISODES, REPLAY_*, ...) passes through; each target writes only
 # under RUNS_DIR/rwku_purge/<target>/: data/, purge/, purge_replay/, eval/.
-NUM_GPUS="${NUM_GPUS:-1}"   # as the recipes (strzar/purge scripts/run_a100.sh:12)
+NUM_GPUS="${NUM_GPUS:-1}"   # as the recipes (strzar/purge run_a100.sh@3cb73e7:18, which runs grpo.py)
 source "$(dirname "$0")/_common.sh"
 purge_defaults
 RWKU_DIR="${RWKU_DIR:-$DATA_DIR/RWKU/Target}"   # RWKU's target folders (questions and evaluation probes)
 ENTITIES_DIR="${ENTITIES_DIR:-$DATA_DIR/PURGE}" # <target>/fts.json, the layout of the authors' data/PURGE
-# The targets of the authors' latest run script (scripts/run_h200.sh:17); their lists cover all 100 RWKU targets.
-TARGETS="${TARGETS:-1_Stephen_King 2_Confucius 3_Bruce_Lee 4_Warren_Buffett 5_Christina_Aguilera}"
+# The target of the authors' binary-reward script (grpo.py@3cb73e7:10; config.yaml:5 names it too); their lists
+# cover all 100 RWKU targets. scripts/run_h200.sh:17 loops over 1_..5_ but runs the follow-up paper's
+# exponential_decay reward (config.yaml:7-8); their token budget counts the first 20 (docs/purge.md, "targets").
+TARGETS="${TARGETS:-1_Stephen_King}"
 QUESTIONS_FILE="${QUESTIONS_FILE:-reject_phi.json}"  # RWKU's Phi-3 rejection set, the authors' input
                                                      # (src/misc/data_generation/generate_responses.py:156)
 PURGE_PROMPTS="${PURGE_PROMPTS:-100}"               # training/binary.yaml:12 dataset_size
-EVAL_SUBSETS="${EVAL_SUBSETS:-forget neighbor}"     # "forget neighbor mia fluency ..." for more
+# The headline numbers' inputs (eval/headline.py): the forget probes (effectiveness, AA robustness) and RWKU's
+# utility sets, Gen Rea Tru Fac Flu (utility kept, fluency change), all local files of the target folder; add mia.
+EVAL_SUBSETS="${EVAL_SUBSETS:-forget neighbor mmlu bbh truthfulqa triviaqa fluency}"
+# RULE_RELEASE (a checkout of github xwtMarch/RULE-Unlearn): RULE's data for the same target, Stage 1 and Stage 2
+# as reproduce_rwku.sh trains them, counted beside PURGE's in the report's token table (its "x fewest" column).
+RULE_RELEASE="${RULE_RELEASE:-}"
 # Answers come from the model itself (--local_model BASE_MODEL), or ANSWERS_BASE_URL + ANSWERS_MODEL (a vLLM server).
 if [[ -n "${ANSWERS_BASE_URL:-}" ]]; then
   answerer=(--base_url "$ANSWERS_BASE_URL" --model "${ANSWERS_MODEL:?ANSWERS_MODEL: the served model name}")
@@ -36,18 +44,32 @@ else
   answerer=(--local_model "$BASE_MODEL")
 fi
 
+overlap_policy=(); if [[ "${EVAL_OVERLAP:-drop}" == keep ]]; then overlap_policy=(--allow_eval_overlap); fi
+
 # Every input, checked before anything runs (under DRY_RUN too).
 for target in $TARGETS; do
   need_files "$RWKU_DIR/$target/$QUESTIONS_FILE" "$RWKU_DIR/$target"/forget_level{1,2,3}.json \
              "$RWKU_DIR/$target"/neighbor_level{1,2}.json
   if [[ -z "${EXTRACTOR_MODEL:-}" ]]; then need_files "$ENTITIES_DIR/$target/fts.json"; fi
+  for subset in $EVAL_SUBSETS; do
+    case "$subset" in
+      mmlu|bbh) need_files "$RWKU_DIR/$target/retain_$subset.json" ;;
+      truthfulqa) need_files "$RWKU_DIR/$target/truthful.json" ;;
+      triviaqa|fluency) need_files "$RWKU_DIR/$target/$subset.json" ;;
+      mia) need_files "$RWKU_DIR/$target"/{forget,retain}_mia.json ;;
+    esac
+  done
+  if [[ -n "$RULE_RELEASE" ]]; then
+    need_files "$RULE_RELEASE/RS/data/RWKU/Target/$target/reject_target.json" \
+               "$RULE_RELEASE/data/RWKU/Target/$target/rl_rejection_with_fb_neighbor_target.json"
+  fi
 done
 
-EVALUATIONS=()
+EVALUATIONS=() COMPARE_DATA=()
 for target in $TARGETS; do
   run_dir="$RUNS_DIR/rwku_purge/${target//,/}"   # OpenRLHF splits dataset paths at commas: none in ours
   echo "# target $target -> $run_dir"
-  questions="$RWKU_DIR/$target/$QUESTIONS_FILE" data="$run_dir/data"
+  questions="$RWKU_DIR/$target/$QUESTIONS_FILE" data="$run_dir/data" TARGET_NAME="$target"
 
   # 1. Data: answers of the model to be unlearned, the entity list, Stage 2 rows (checked against the probes).
   answers_cache=(); if [[ -n "${ANSWERS_BASE_URL:-}" ]]; then answers_cache=(--cache "$data/answers_cache.jsonl"); fi
@@ -58,12 +80,26 @@ for target in $TARGETS; do
       ${EXTRACTOR_BASE_URL:+--base_url "$EXTRACTOR_BASE_URL"} --cache "$data/extractor_cache.jsonl" \
       --out "$data/entities.json"
   else
-    run rerule data purge entities --answers "$data/answers.jsonl" --offline "$ENTITIES_DIR/$target/fts.json" \
+    answers=(--answers "$data/answers.jsonl")  # DRY_RUN=1 runs no model: no answers to report term hits on
+    if [[ "${DRY_RUN:-0}" != 0 && "${DRY_RUN:-0}" != print && ! -e "$data/answers.jsonl" ]]; then
+      name="${target#*_}"; answers=(--target "${name//_/ }")   # the folder's name: 3_Bruce_Lee -> Bruce Lee
+    fi
+    run rerule data purge entities "${answers[@]}" --offline "$ENTITIES_DIR/$target/fts.json" \
       --out "$data/entities.json"
   fi
-  run rerule data purge stage2 --questions "$questions" --entities "$data/entities.json" \
+  # A question that copies or nearly copies one of the target's probes is dropped before the first PURGE_PROMPTS
+  # are taken (RWKU's own reject_phi.json holds one for 3_Bruce_Lee); EVAL_OVERLAP=keep keeps and marks it.
+  run rerule data purge stage2 --questions "$questions" --entities "$data/entities.json" "${overlap_policy[@]}" \
     --max_prompts "$PURGE_PROMPTS" --out "$data/stage2.jsonl" \
     --eval "$RWKU_DIR/$target"/forget_level{1,2,3}.json "$RWKU_DIR/$target"/neighbor_level{1,2}.json
+
+  if [[ -n "$RULE_RELEASE" ]]; then  # RULE's data for this target, for the token count only (never trained here)
+    run rerule data convert rule "$RULE_RELEASE/RS/data/RWKU/Target/$target/reject_target.json" \
+      --out "$data/rule_stage1.jsonl"
+    run rerule data convert rule "$RULE_RELEASE/data/RWKU/Target/$target/rl_rejection_with_fb_neighbor_target.json" \
+      --out "$data/rule_stage2.jsonl"
+    COMPARE_DATA+=(--compare_data "RULE data" "$target" "$data/rule_stage1.jsonl" "$data/rule_stage2.jsonl")
+  fi
 
   # 2. PURGE and PURGE + replay: the recipes, with this target's file and run folder.
   export RUN_ROOT="$run_dir" STAGE2_DATA="$data/stage2.jsonl"
@@ -82,5 +118,7 @@ for target in $TARGETS; do
 done
 
 # 4. The table: per method, the mean over targets of each per-target metric; PURGE's headline numbers against the
-# base model on the same target, and the tokens of each arm's unlearning data (BASE_MODEL's tokenizer).
-run rerule report "${EVALUATIONS[@]}" --base "Base model" --tokenizer "$BASE_MODEL" --out "$RUNS_DIR/rwku_purge/report"
+# base model on the same target, and the tokens of each arm's unlearning data (BASE_MODEL's tokenizer), with
+# RULE's data for the same targets when RULE_RELEASE is set.
+run rerule report "${EVALUATIONS[@]}" --base "Base model" --tokenizer "$BASE_MODEL" "${COMPARE_DATA[@]}" \
+  --out "$RUNS_DIR/rwku_purge/report"

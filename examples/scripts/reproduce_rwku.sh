@@ -31,6 +31,8 @@ STAGE2_STEPS="${STAGE2_STEPS:-37}"
 stage2_steps=()
 if [[ "$STAGE2_STEPS" != 0 ]]; then stage2_steps=(--steps "$STAGE2_STEPS" --rollout_batch "${ROLLOUT_BATCH:-32}"); fi
 
+overlap_policy=(); if [[ "${EVAL_OVERLAP:-drop}" == keep ]]; then overlap_policy=(--allow_eval_overlap); fi
+
 # Every released and evaluation file, checked before anything runs.
 for target in $TARGETS; do
   need_files "$RULE_RELEASE/RS/data/RWKU/Target/$target/reject_target.json" \
@@ -45,12 +47,15 @@ for target in $TARGETS; do
 
   # 1. Data: the authors' files, unchanged but for the format (repeated Stage 2 prompts dropped, then cycled to the
   # paper's step count: STAGE2_STEPS above).
+  # Rows that copy or nearly copy one of this target's RWKU probes are dropped and counted (OUT.meta.json);
+  # EVAL_OVERLAP=keep trains the files as released, as the paper did, with those rows marked (docs/data.md#training-data-and-evaluation-data-are-kept-apart).
+  probes=("$RWKU_DIR/$target"/forget_level{1,2,3}.json "$RWKU_DIR/$target"/neighbor_level{1,2}.json)
+  TARGET_NAME="$target"
   run rerule data convert rule "$RULE_RELEASE/RS/data/RWKU/Target/$target/reject_target.json" \
-    --out "$run_dir/data/stage1.jsonl"
+    --out "$run_dir/data/stage1.jsonl" --eval "${probes[@]}" "${overlap_policy[@]}"
   run rerule data convert rule "$RULE_RELEASE/data/RWKU/Target/$target/rl_rejection_with_fb_neighbor_target.json" \
-    --out "$run_dir/data/stage2.jsonl" "${stage2_steps[@]}"
-  # What of this target's RWKU probes the released training files contain (a report, not a refusal: route (a)
-  # trains on the authors' files as released; docs/data.md#what-the-check-finds-in-the-authors-release).
+    --out "$run_dir/data/stage2.jsonl" "${stage2_steps[@]}" --eval "${probes[@]}" "${overlap_policy[@]}"
+  # What of this target's probes the written training files still contain (none, unless EVAL_OVERLAP=keep).
   for train_file in stage1 stage2; do
     run rerule data overlap "$run_dir/data/$train_file.jsonl" "$RWKU_DIR/$target"/forget_level{1,2,3}.json \
       "$RWKU_DIR/$target"/neighbor_level{1,2}.json

@@ -12,7 +12,7 @@ from pathlib import Path
 from openrlhf_rerule.cli_convention import Parser, UserError, number, user_errors
 from openrlhf_rerule.rewards.rule import parse_label
 
-from .overlap import add_eval_arguments, check_eval_overlap
+from .overlap import add_eval_arguments, drop_eval_overlaps
 from .schema import (SCHEMAS, DataError, read_jsonl, read_records, read_text, validate_rows, write_jsonl,
                      write_with_sidecar)
 
@@ -93,8 +93,8 @@ def cmd_stage1(args):
     forget, counts = read_jsonl(args.forget, "eval"), {}
     rows = build_stage1(forget, seed=args.seed, cloze_from_answers=args.cloze, named_share=args.named_share,
                         counts=counts)
-    meta = {"command": "stage1", "forget": args.forget, "prompt_format": args.prompt_format,
-            **check_eval_overlap(rows, args.out, args, [args.forget])}
+    rows, overlap = drop_eval_overlaps(rows, args.out, args, [args.forget])
+    meta = {"command": "stage1", "forget": args.forget, "prompt_format": args.prompt_format, **overlap}
     rows = format_prompts(rows, args, label_of=lambda row: "<reject>")
     path = write_with_sidecar(args.out, rows, "stage1", meta)
     print(f"wrote {path} ({len(rows)} rows) from {len(forget)} forget rows:")
@@ -115,9 +115,9 @@ def cmd_stage2(args):
                         seed=args.seed, retain_rows=read_jsonl(args.retain, "eval") if args.retain else [],
                         retain_ratio=args.retain_ratio)
     sources = [args.forget, args.boundary] + ([args.retain] if args.retain else [])
+    rows, overlap = drop_eval_overlaps(rows, args.out, args, sources)
     meta = {"command": "stage2", "forget": args.forget, "boundary": args.boundary,
-            "prompt_format": args.prompt_format, "steps": args.steps, "rollout_batch": args.rollout_batch,
-            **check_eval_overlap(rows, args.out, args, sources)}
+            "prompt_format": args.prompt_format, "steps": args.steps, "rollout_batch": args.rollout_batch, **overlap}
     rows = fill_batches(rows, args)
     rows = format_prompts(rows, args, label_of=lambda row: parse_label(row["label"])[0])
     counts = {k: sum(r["kind"] == k for r in rows) for k in ("forget", "boundary", "retain")}
@@ -207,9 +207,9 @@ def convert_rule(args):
              for name, rows_ in extra.items() if rows_}
     for name, (rows_, _) in extra.items():  # all validated before anything is written
         validate_rows(rows_, "eval", f"<{name} rows of {args.input}>")
+    rows, overlap = drop_eval_overlaps(rows, args.out, args, [args.input])
     meta = {"command": "convert rule", "input": args.input, "prompt_format": args.prompt_format,
-            "steps": args.steps, "rollout_batch": args.rollout_batch,
-            **check_eval_overlap(rows, args.out, args, [args.input])}
+            "steps": args.steps, "rollout_batch": args.rollout_batch, **overlap}
     if stage2:
         rows = fill_batches(rows, args)
     rows = format_prompts(rows, args, label_of=lambda row: parse_label(row["label"])[0] if stage2 else "<reject>")
@@ -218,6 +218,10 @@ def convert_rule(args):
     for name, (rows_, path) in extra.items():
         field = "org_answer" if name == "forget" else "neighbor_question"
         print(f"wrote {write_jsonl(path, rows_, 'eval')} ({len(rows_)} {name} eval rows from {field})")
+    if counts.get("org_answer_empty") or counts.get("neighbor_unanswered"):
+        # the authors' Stage 1 never reads these fields (docs/data.md, "The RULE authors' Stage 1 files, as released")
+        print(f"{args.input}: kept for Stage 1 without an eval row: {counts['org_answer_empty']} rows with an empty "
+              f"org_answer, {counts['neighbor_unanswered']} rows whose neighbor_question has no answer")
     if len(extra) == 2:
         print(f"next: rerule data stage2 --forget {extra['forget'][1]} --boundary {extra['boundary'][1]} "
               "--out STAGE2.jsonl")
@@ -229,7 +233,7 @@ def cmd_overlap(args):
 
     train = read_prompts(args.train)
     print(f"{args.train}: {len(train)} training prompts; exact = equal after casefolding, removing punctuation and "
-          f"collapsing whitespace; near = >= {NEAR_THRESHOLD} of the shorter text's word {NGRAM}-grams shared")
+          f"collapsing whitespace; near = >= {NEAR_THRESHOLD} of the shorter text's word n-grams shared (docs/data.md)")
     for path in args.eval:
         probes = read_prompts(path)
         hits = find_overlaps(train, probes)

@@ -84,20 +84,28 @@ def from_rule_stage1(path, counts: dict | None = None) -> tuple[list[dict], list
     """(stage1 rows, forget eval rows, boundary eval rows). The authors' reject_with_neighbor_target.json gives
     each forget prompt its original answer (`org_answer`: forget eval rows, the input of `rerule data stage2`)
     and a `neighbor_question {question, answer}` about a neighbouring entity (their MUSE boundary data).
-    Repeated prompts (and repeated neighbour questions) are dropped and counted."""
-    rows, forget, boundary, seen, seen_neighbours, duplicates = [], [], [], set(), set(), 0
+    Their own Stage 1 reads only instruction / input / output / subject / mode (RS/data/dataset_info.json:10371-10379,
+    RS/src/llmtuner/data/aligner.py:58-62, 70, 85) and no code of theirs reads org_answer or neighbor_question:
+    so every row trains as released, and a row whose `org_answer` is "" (their completion rows) or whose
+    neighbour question has no answer only gives no eval row; both are counted. Repeated prompts (and repeated
+    neighbour questions) are dropped and counted."""
+    rows, forget, boundary, seen, seen_neighbours = [], [], [], set(), set()
+    tally = dict.fromkeys(("duplicate_dropped", "org_answer_empty", "neighbor_unanswered"), 0)
     for record in read_records(path):
         instruction = require(record, "instruction", path)
         extra = record.get("input") or ""
         prompt = instruction + ("\n" + extra if extra.strip() else "")
         response = require(record, "output", path)
         if prompt in seen:
-            duplicates += 1
+            tally["duplicate_dropped"] += 1
             continue
         seen.add(prompt)
         rows.append({"prompt": prompt, "response": response, "subject": str(record.get("subject") or ""),
                      **row_mode(record)})
-        if record.get("org_answer") is not None:
+        org_answer = record.get("org_answer")
+        if isinstance(org_answer, str) and not org_answer.strip():
+            tally["org_answer_empty"] += 1
+        elif org_answer is not None:
             forget.append({"prompt": prompt, "answer": require(record, "org_answer", path), "kind": "forget",
                            "subject": rows[-1]["subject"], **row_mode(record)})
         neighbour = record.get("neighbor_question")
@@ -106,12 +114,16 @@ def from_rule_stage1(path, counts: dict | None = None) -> tuple[list[dict], list
                 raise DataError(path, record["__line__"], "neighbor_question", "must be an object {question, answer}")
             named = {f"neighbor_question.{k}": v for k, v in neighbour.items()} | {"__line__": record["__line__"]}
             question = require(named, "neighbor_question.question", path)
-            answer = require(named, "neighbor_question.answer", path)
+            answer = neighbour.get("answer")
+            if answer is None or (isinstance(answer, str) and not answer.strip()):
+                tally["neighbor_unanswered"] += 1
+                continue
+            answer = require(named, "neighbor_question.answer", path)  # a non-string answer is still an error
             if question not in seen_neighbours:
                 seen_neighbours.add(question)
                 boundary.append({"prompt": question, "answer": answer, "kind": "boundary", "subject": ""})
     if counts is not None:
-        counts["duplicate_dropped"] = duplicates
+        counts.update(tally)
     return rows, forget, boundary
 
 

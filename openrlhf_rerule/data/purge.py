@@ -5,8 +5,9 @@ authors' code, github strzar/purge, is cited per step).
               reject.json / reject_phi.json; never the evaluation probes), locally with Hugging Face generate
               or through an OpenAI-compatible server; settings of src/misc/data_generation/generate_responses.py
     entities  the forbidden terms: an extractor LLM reads all answers at once (the prompt of
-              src/misc/data_generation/generate_forget_words.py), or a list the user gives; top-K with the
-              target's name first, a common-word guard, and how often each term occurs in the answers
+              src/misc/data_generation/generate_forget_words.py), cut at top-K with the target's name first,
+              or a list the user gives (the authors' fts.json), used whole; a common-word guard, and how
+              often each term occurs in the answers
     stage2    Stage 2 rows ``{"prompt", "label": ["<purge>", target, *terms], "prompt_id", "kind": "forget"}``
 
 The entity file is a JSON array of strings, the format of the authors' released ``data/PURGE/<target>/fts.json``
@@ -25,7 +26,7 @@ from openrlhf_rerule.cli_convention import UserError, number
 from openrlhf_rerule.rewards.purge import purge_label, term_pattern
 
 from .builders import prompt_id
-from .overlap import add_eval_arguments, check_eval_overlap
+from .overlap import add_eval_arguments, drop_eval_overlaps
 from .schema import DataError, read_records, read_text, require, write_with_sidecar
 
 # generate_responses.py: do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=100, the raw question as the
@@ -35,6 +36,9 @@ ANSWER_SETTINGS = dict(temperature=0.7, top_p=0.9, max_new_tokens=100)
 EXTRACTION_PROMPT = ("Suppose you are doing named entity recognition on {target} based only on the responses below. "
                      "What are the top {ask} entities that are unique and specific to it? Try avoiding generic words. "
                      "Give the answer in pure JSON format.\n\n=== RESPONSES ===\n{responses}")
+# The paper keeps the top K = 50 of the extractor's candidates (its text); their code asks for 60
+# (generate_forget_words.py:57) and keeps what was pasted back by hand, so the released lists hold 49-64.
+EXTRACTED_TOP_K = 50
 # RWKU's evaluation sets (forget / neighbour probes, MIA sets, utility sets): never training input.
 EVAL_FILE = re.compile(r"^(forget_level\d|neighbor_level\d|forget_mia|retain_mia|retain_mmlu|retain_bbh|truthful"
                        r"|triviaqa|fluency)\b", re.IGNORECASE)
@@ -259,11 +263,20 @@ def cmd_entities(args):
             raise UserError(f"{e}; the reply is in the cache: edit it there, or write the list yourself and use "
                             "--offline LIST") from None
         source = f"{args.model}'s reply ({endpoint.requests_sent} requests sent, the rest cached)"
-    terms = entity_list(target, candidates, args.top_k)
+    if args.offline and not args.top_k:  # as released: their reward reads the whole file into a set
+        terms, kept = list(dict.fromkeys(candidates)), "all, as listed"  # (src/rewards/base.py:47-50, binary.py:34-40)
+    else:
+        top_k = args.top_k or EXTRACTED_TOP_K
+        terms, kept = entity_list(target, candidates, top_k), f"top {top_k}, target first"
     extra = read_terms(args.stopwords) if args.stopwords else []
     with atomic_path(Path(args.out)) as tmp:
         tmp.write_text(json.dumps(terms, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}: {len(terms)} terms for {target!r} from {source} (top {args.top_k}, target first)")
+    print(f"wrote {args.out}: {len(terms)} terms for {target!r} from {source} ({kept})")
+    if args.offline and args.top_k and len(terms) < len(dict.fromkeys(candidates)):
+        print(f"note: --top_k {args.top_k} leaves out terms of {args.offline}; without it the list is used whole")
+    if target.lower() not in {t.lower() for t in terms}:
+        print(f"warning: {target!r} is not in the list, and the authors' reward does not add it: add it to "
+              f"{args.out} to forbid the name itself")
     for warning in common_word_warnings(terms, extra):
         print(f"warning: {warning}")
     if answers:
@@ -277,16 +290,19 @@ def cmd_entities(args):
           "--out STAGE2.jsonl")
 
 
-def stage2_rows(prompts: list[str], target: str, terms: list[str]) -> list[dict]:
-    """PURGE Stage 2 rows: one forget row per distinct prompt, in order, each labelled with the target's whole
-    term list (``["<purge>", target, *terms]``)."""
+def stage2_rows(prompts: list[str], target: str, terms: list[str], drop_repeats: bool = False) -> list[dict]:
+    """PURGE Stage 2 rows: one forget row per prompt, in order, each labelled with the target's whole term list
+    (``["<purge>", target, *terms]``). A repeated prompt stays, marked ``"repeat": k`` (the authors train on the
+    rows as released: src/purge.py:116-117 selects the first 100, repeats included); `drop_repeats` drops it."""
     label = purge_label(target, terms)
-    rows, seen = [], set()
+    rows, seen = [], {}
     for prompt in prompts:
         pid = prompt_id("forget", prompt)
-        if pid not in seen:
-            seen.add(pid)
-            rows.append({"prompt": prompt, "label": label, "prompt_id": pid, "kind": "forget", "target": target})
+        if pid in seen and drop_repeats:
+            continue
+        row = {"prompt": prompt, "label": label, "prompt_id": pid, "kind": "forget", "target": target}
+        rows.append({**row, "repeat": seen[pid]} if pid in seen else row)
+        seen[pid] = seen.get(pid, 0) + 1
     return rows
 
 
@@ -294,14 +310,17 @@ def cmd_stage2(args):
     questions = read_questions(args.questions)
     target = target_of(questions, args.target, args.questions)
     terms = read_terms(args.entities)
-    rows = stage2_rows([q["prompt"] for q in questions], target, terms)
-    dropped = len(questions) - len(rows)
+    rows = stage2_rows([q["prompt"] for q in questions], target, terms, args.drop_repeats)
+    rows, overlap = drop_eval_overlaps(rows, args.out, args, [args.questions])  # before the cut: still 100 rows
     rows = rows[:args.max_prompts] if args.max_prompts else rows
+    repeats = sum("repeat" in row for row in rows)
     meta = {"command": "purge stage2", "questions": args.questions, "entities": args.entities, "target": target,
-            "terms": len(terms), "max_prompts": args.max_prompts,
-            **check_eval_overlap(rows, args.out, args, [args.questions])}
+            "terms": len(terms), "max_prompts": args.max_prompts, "drop_repeats": args.drop_repeats,
+            "repeats_kept": repeats, **overlap}
+    said = ("repeated questions dropped (--drop_repeats)" if args.drop_repeats else
+            f"{repeats} of them repeat an earlier question, kept as the authors train them (--drop_repeats: drop)")
     print(f"wrote {write_with_sidecar(args.out, rows, 'stage2', meta)} ({len(rows)} prompts about {target!r}, "
-          f"{len(terms)} terms each; {dropped} repeated questions dropped)")
+          f"{len(terms)} terms each; {said})")
     if target.lower() not in {t.lower() for t in terms}:
         print(f"warning: {target!r} is not in {args.entities}: the reward does not forbid the name itself")
 
@@ -344,7 +363,10 @@ def add_purge_commands(parser):
                    help="candidate terms instead of an extractor: JSON array or one a line")
     add_endpoint_arguments(p, "the extractor", " (default: $OPENAI_BASE_URL, else OpenAI's; key: $OPENAI_API_KEY)")
     p.add_argument("--ask", type=number(int, 1), default=60, help="how many entities the prompt asks for (theirs: 60)")
-    p.add_argument("--top_k", type=number(int, 1), default=50, help="terms kept, target included (the paper's K)")
+    p.add_argument("--top_k", type=number(int, 1), default=None,
+                   help=f"terms kept, target included and first. --offline: default the whole list as it is (the "
+                        f"released lists hold 49-64 terms and their reward reads them whole); extraction: default "
+                        f"{EXTRACTED_TOP_K} (the paper's K)")
     p.add_argument("--stopwords", metavar="FILE", help="more common words to warn about (one a line, or a JSON array)")
     p.set_defaults(func=cmd_entities)
 
@@ -354,6 +376,10 @@ def add_purge_commands(parser):
     p.add_argument("--out", required=True)
     p.add_argument("--target", help="the target's name (default: the subject of the questions)")
     p.add_argument("--max_prompts", type=number(int, 0), default=100,
-                   help="the first N distinct questions (the authors train on the first 100); 0: all")
+                   help="the first N questions as listed (the authors train on the first 100 rows, "
+                        "src/purge.py:116-117); 0: all")
+    p.add_argument("--drop_repeats", action="store_true",
+                   help="drop a question that repeats an earlier one before taking the first N (default: kept, "
+                        "as the authors train them; 2 of RWKU's 100 targets repeat one in their first 100)")
     add_eval_arguments(p)
     p.set_defaults(func=cmd_stage2)

@@ -232,9 +232,11 @@ def headline_table(rows: list[dict], base_name: str) -> str:
     return table(["Methods", "Target", "Eff. %", "Eff. pts", "Utility %", "Flu %", "AA %"], cells, groups)
 
 
-def data_token_rows(runs: list[dict], tokenizer) -> list[dict]:
+def data_token_rows(runs: list[dict], tokenizer, compare=()) -> list[dict]:
     """Per method, the tokens of each target's unlearning data (`rerule eval rwku --unlearning_data`), then
-    the mean over targets; `x fewest` = a method's mean over the smallest method mean."""
+    the mean over targets; `x fewest` = a method's mean over the smallest method mean. `compare`: (name, target,
+    file, ...) entries of `--compare_data`, data no run here trained on (RULE's files for the same target: the
+    comparison behind PURGE's "46x fewer tokens"), counted the same way."""
     methods: dict[str, list[dict]] = {}
     for run in runs:
         files = (run.get("rwku") or {}).get("unlearning_data")
@@ -245,6 +247,11 @@ def data_token_rows(runs: list[dict], tokenizer) -> list[dict]:
     if not methods:
         raise EvalDataError("--tokenizer: no RWKU run records its unlearning data (`rerule eval rwku "
                             "--unlearning_data FILE...`)")
+    ran = set(methods)
+    for name, target, *files in compare:
+        if name in ran:
+            raise EvalDataError(f"--compare_data {name}: a method of the runs has this name; give the data another")
+        methods.setdefault(name, []).append({"target": target, **count_tokens(tokenizer, files)})
     rows = []
     for name, per in methods.items():
         mean = {"name": name, "target": f"mean of {len(per)} targets" if len(per) > 1 else per[0]["target"],
@@ -314,6 +321,10 @@ def build_parser() -> Parser:
                         help="a local tokenizer.json (or a model directory holding one): adds the tokens of each "
                              "method's unlearning data per target, from the files `rerule eval rwku "
                              "--unlearning_data` recorded")
+    parser.add_argument("--compare_data", nargs="+", action="append", default=[], metavar="NAME TARGET FILE",
+                        help="with --tokenizer: one more row of the token table, NAME's data for TARGET (files "
+                             "no run here trained on, e.g. RULE's converted Stage 1 and Stage 2 files of the same "
+                             "target); repeat per target. Counted as the runs' data")
     return parser
 
 
@@ -326,8 +337,13 @@ def main(argv=None) -> int:
         if args.base is not None:
             extra_json["headline"] = headline_rows(loaded, args.base)
             extra.append(headline_table(extra_json["headline"], args.base))
+        if args.compare_data and args.tokenizer is None:
+            raise UserError("--compare_data needs --tokenizer (the data are counted in tokens)")
         if args.tokenizer is not None:
-            extra_json["unlearning_data"] = data_token_rows(loaded, load_tokenizer(args.tokenizer))
+            bad = next((c for c in args.compare_data if len(c) < 3), None)
+            if bad is not None:
+                raise UserError(f"--compare_data {' '.join(bad)}: expected NAME TARGET FILE [FILE...]")
+            extra_json["unlearning_data"] = data_token_rows(loaded, load_tokenizer(args.tokenizer), args.compare_data)
             extra.append(data_token_table(extra_json["unlearning_data"]))
     except (EvalDataError, UserError) as e:  # UserError: a data file that does not read (file, line, field)
         print(f"rerule report: {e}", file=sys.stderr)

@@ -28,6 +28,7 @@ import re
 
 import torch
 
+from openrlhf_rerule.rewards.purge import PURGE_VARIANTS
 from openrlhf_rerule.rewards.rule import LabelError
 from openrlhf_rerule.rewards.variants import make_scorer
 
@@ -39,11 +40,15 @@ LOG_NAMES = ("refused", "named_target", "rouge_l", "is_forget", "forget_refused"
 SPECIAL_TOKENS = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|<pad>|<unk>|<eos>|<bos>|<\|?endoftext\|?>|\[PAD\]|\[/?INST\]")
 
 
-def completion_from_query(query: str, prompt: str) -> tuple[str, bool]:
+def completion_from_query(query: str, prompt: str, as_decoded: bool = False) -> tuple[str, bool]:
     """The response part of a decoded prompt+response, with special tokens removed.
 
     A decode round trip can change whitespace and case (word-level tokenizers lower-case and join tokens
     with spaces), so when the prompt is not a literal prefix we match it ignoring whitespace and case.
+    RULE's scorers see whitespace runs collapsed to one space (as since the first version; their refusal
+    patterns use \\s+ and ROUGE splits at whitespace). `as_decoded` (PURGE) keeps the text as generated, only
+    special tokens dropped and the ends trimmed: TRL scores ``batch_decode(completion_ids,
+    skip_special_tokens=True)``, and the authors' regex matches a multi-word term only with its one space.
     Returns (completion, found); found is False when the prompt cannot be located (completion is "").
     """
     if query.startswith(prompt):
@@ -64,6 +69,8 @@ def completion_from_query(query: str, prompt: str) -> tuple[str, bool]:
         if cut is None:
             return "", False
         rest = query[cut:]
+    if as_decoded:  # the ends cannot change a match: \b and (?<!\w) see a space as they see the text's edge
+        return SPECIAL_TOKENS.sub("", rest).strip(), True
     return " ".join(SPECIAL_TOKENS.sub(" ", rest).split()), True
 
 
@@ -97,7 +104,7 @@ def reward_func(queries, prompts, labels, **kwargs):
         logs["bad_call"] = [1.0] * batch
         queries = prompts = labels = []
     for i, (query, prompt, label) in enumerate(zip(queries, prompts, labels)):
-        completion, found = completion_from_query(query, prompt)
+        completion, found = completion_from_query(query, prompt, as_decoded=options["variant"] in PURGE_VARIANTS)
         if not found:
             logs["prompt_not_found"][i] = 1.0
             print(f"[rerule reward] reward 0: prompt not found in query {query[:80]!r}")

@@ -120,6 +120,8 @@ def test_reproduce_purge_one_target_end_to_end(stack, world, tmp_path):
     run = stack.recipe("reproduce_purge_rwku.sh", runs, {
         **STAGE2_ENV, "RWKU_DIR": str(rwku), "ENTITIES_DIR": str(entities), "TARGETS": TARGET,
         "BASE_MODEL": str(base),
+        # The world has no RWKU utility sets (MMLU, BBH, ...): the probes only, so "utility kept" stays "-"
+        "EVAL_SUBSETS": "forget neighbor",
         # The tiny model learned its world through its chat template, so the prompts keep it (PURGE's default is
         # the raw text, pinned in tests/test_purge_recipes.py). Raw, it named a term in 4 of 48 answers.
         "PROMPT_FORMAT": "chat",
