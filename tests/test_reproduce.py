@@ -89,6 +89,11 @@ def test_the_whole_plan_is_accepted_by_the_real_parsers(script, first, tmp_path)
         assert flag(argv, "--data.prompt_dataset") == flag([a for a in runs[:len(first)] if "--out" in a][-1], "--out")
         assert flag(argv, "--ckpt.output_dir") == flag(ev, "--model")
     assert flag(evals[0], "--model") == stage1_out
+    # Each arm records the files it trained on, so that the report reads their .meta.json overlap counts.
+    stage1_data = flag(runs[len(first)], "--data.dataset")
+    stage2_data = flag(runs[len(first) + 1], "--data.prompt_dataset")
+    recorded = [a[a.index("--unlearning_data") + 1:a.index("--data")] if "--unlearning_data" in a else None for a in evals]
+    assert recorded == [[stage1_data]] + [[stage1_data, stage2_data]] * 3
 
 
 def test_rwku_runs_every_target_in_its_own_folder_and_reports_them_together(tmp_path):

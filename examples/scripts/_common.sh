@@ -66,10 +66,18 @@ train_arms() {
 }
 
 # ... and their evaluation: `rerule eval BENCHMARK ARGS` of every arm's model into RUN_ROOT/eval/<arm>, one name per
-# method ("RULE (ours)"; `rerule report` averages RWKU targets by name). Appends the outputs to EVALUATIONS.
+# method ("RULE (ours)"; `rerule report` averages RWKU targets by name). Appends the outputs to EVALUATIONS. Each
+# Stage 1 / RULE / ReRULE arm records the files it trained on (--unlearning_data), so that the report reads their
+# .meta.json sidecars: rows dropped as probe copies, or trained as released (EVAL_OVERLAP=keep) and marked.
 evaluate_arms() {
-  local benchmark="$1" arm model label; shift
+  local benchmark="$1" arm model label data; shift
   for arm in "${ARMS[@]}"; do
+    case "$arm" in  # base trains nothing; PURGE's plan passes its own files
+      stage1) data=(--unlearning_data "${STAGE1_DATA:-$DATA_DIR/$BENCHMARK/stage1.jsonl}") ;;
+      rule|rerule*) data=(--unlearning_data "${STAGE1_DATA:-$DATA_DIR/$BENCHMARK/stage1.jsonl}"
+                          "${STAGE2_DATA:-$DATA_DIR/$BENCHMARK/stage2.jsonl}") ;;
+      *) data=() ;;
+    esac
     model="$RUN_ROOT/$arm/model"; if [[ "$arm" == stage1 ]]; then model="$RUN_ROOT/stage1"; fi
     if [[ "$arm" == base ]]; then model="$BASE_MODEL"; fi   # PURGE's reference point: the model before unlearning
     case "$arm" in
@@ -77,7 +85,7 @@ evaluate_arms() {
       base) label="Base model" ;; purge) label="PURGE (ours)" ;; purge_replay) label="PURGE + replay (ours)" ;;
       *) label="ReRULE ${arm#rerule_} (ours)"; label="${label//_/ }" ;;
     esac
-    run rerule eval "$benchmark" --model "$model" --out "$RUN_ROOT/eval/$arm" --name "$label" "$@"
+    run rerule eval "$benchmark" --model "$model" --out "$RUN_ROOT/eval/$arm" --name "$label" "${data[@]}" "$@"
     EVALUATIONS+=("$RUN_ROOT/eval/$arm")
   done
 }

@@ -75,13 +75,17 @@ def build_parser() -> Parser:
                            "neighbor plus every other part whose file a target has")
     rwku.add_argument("--max_new_tokens", type=COUNT, default=30, help="probe answer length")
     rwku.add_argument("--fluency_max_new_tokens", type=COUNT, default=256, help="fluency answer length")
-    rwku.add_argument("--unlearning_data", nargs="+", default=None, metavar="FILE",
-                      help="the jsonl files this model was unlearned with (RULE/ReRULE: Stage 1 and Stage 2 files; "
-                           "PURGE: its Stage 2 file and the answers file its entities came from): recorded so that "
-                           "`rerule report --tokenizer` counts their tokens")
     rwku.add_argument("--stop_at_newline", action="store_true",
                       help="cut each probe answer at its first newline (not what the reference does: its newline "
                            "stop id is None or <unk> on Llama tokenizers)")
+
+    for bench in (tofu, muse, rwku):
+        bench.add_argument("--unlearning_data", nargs="+", default=None, metavar="FILE",
+                           help="the jsonl files this model was unlearned with (RULE/ReRULE: Stage 1 and Stage 2 "
+                                "files; PURGE: its Stage 2 file and the answers file its entities came from): "
+                                "recorded so that `rerule report` shows how many of their rows were dropped as "
+                                "copies of evaluation probes or trained overlapping one (their .meta.json "
+                                "sidecars), and `rerule report --tokenizer` counts their tokens (RWKU)")
 
     nat = sub.add_parser("naturalness", help="forget naturalness: readability, helpfulness, truth",
                          description=__doc__)
@@ -124,14 +128,14 @@ def check_inputs(args):
             from .rwku import load_rwku
 
             load_rwku(args.data, args.subsets)
-            if args.unlearning_data:
-                from .data_tokens import counted_texts
-
-                counted_texts(args.unlearning_data)
         else:
             from .naturalness import load_naturalness
 
             load_naturalness(args.data)
+        if getattr(args, "unlearning_data", None):
+            from .data_tokens import counted_texts
+
+            counted_texts(args.unlearning_data)
     except (EvalDataError, UserError) as e:  # UserError: a training-data file that does not read (data.schema)
         problems.lines += str(e).splitlines()
     judge_model = getattr(args, "judge_model", None) or os.environ.get("RERULE_JUDGE_MODEL")

@@ -4,7 +4,9 @@ paper for its MIA and utility columns), one row per run directory, under the pub
 plus PNG plots of the trade-offs, where a picture reads better than a table (forget vs retain).
 RWKU runs of one method name, each on a single target, become one row: the unweighted mean over targets.
 `--base NAME` adds PURGE's headline numbers against the base model's runs (eval/headline.py); `--tokenizer PATH`
-adds the tokens of each model's unlearning data per target (eval/data_tokens.py).
+adds the tokens of each model's unlearning data per target (eval/data_tokens.py). Every report ends with what each
+run trained on against the evaluation probes (eval/data_overlap.py): rows dropped as probe copies, rows trained as
+released that overlap a probe (the row marked §), or "unknown".
 Flags use the underscore spelling; the hyphen spelling is accepted too."""
 
 import json
@@ -15,6 +17,7 @@ from openrlhf_rerule.cli_convention import Parser
 
 from openrlhf_rerule.cli_convention import UserError
 
+from . import data_overlap
 from .data_tokens import count_tokens, load_tokenizer
 from .headline import headline_rows
 from .io import EvalDataError, write_json_atomic
@@ -91,7 +94,8 @@ def average_rwku_targets(runs: list[dict]) -> list[dict]:
             raise EvalDataError(f"runs named '{members[0]['name']}' evaluate target {twice[0]} twice "
                                 f"({', '.join(dirs)}): give each method its own `rerule eval --name`")
         merged = {"name": f"{members[0]['name']} (mean of {len(members)} targets)", "targets": targets,
-                  "dir": ", ".join(m["dir"] for m in members)}
+                  "dir": ", ".join(m["dir"] for m in members), "members": [m["dir"] for m in members],
+                  "method": members[0]["name"]}
         for key in ("rwku", "naturalness_rwku"):
             if all(key in m for m in members):
                 merged[key] = {**_mean_summaries([m[key] for m in members]), "targets": targets}
@@ -295,13 +299,18 @@ def plot_tradeoff(runs, bench, out_path) -> Path:
 
 
 def render(runs, published: bool = True) -> str:
+    """The benchmark tables; a run that trained rows overlapping a probe (data_overlap) is marked in each, with
+    the legend under every table that shows one."""
     parts = []
+    runs = [{**r, "name": r["name"] + data_overlap.MARK} if r.get("training_data", {}).get("marked") else r
+            for r in runs]
     for make, keys, with_published in TABLES:
         keys = (keys,) if isinstance(keys, str) else keys
         present = [r for r in runs if any(k in r for k in keys)]
         if present:
             paper = [r for r in PUBLISHED if any(k in r for k in keys)] if published and with_published else []
-            parts.append(make(paper + present))
+            marked = any(r.get("training_data", {}).get("marked") for r in present)
+            parts.append(make(paper + present) + ("\n" + data_overlap.NOTE if marked else ""))
     return "\n\n".join(parts) + "\n"
 
 
@@ -334,6 +343,8 @@ def main(argv=None) -> int:
     try:
         loaded = load_runs(args.runs)
         runs = average_rwku_targets(loaded)
+        trained = data_overlap.overlap_rows(loaded, runs, args.base)
+        overlap = [data_overlap.overlap_table(trained, table)] if trained else []
         if args.base is not None:
             extra_json["headline"] = headline_rows(loaded, args.base)
             extra.append(headline_table(extra_json["headline"], args.base))
@@ -348,7 +359,7 @@ def main(argv=None) -> int:
     except (EvalDataError, UserError) as e:  # UserError: a data file that does not read (file, line, field)
         print(f"rerule report: {e}", file=sys.stderr)
         return 2
-    text = render(runs, published=not args.hide_published) + "".join(f"\n{part}\n" for part in extra)
+    text = render(runs, published=not args.hide_published) + "".join(f"\n{part}\n" for part in overlap + extra)
     print(text)
     if args.out:
         out = Path(args.out)
