@@ -9,7 +9,9 @@
 # DRY_RUN=1     run every data step (`rerule data ...`) for real, into a temporary RUNS_DIR unless RUNS_DIR is set,
 #               and validate every other command through the real parsers (OpenRLHF's train_sft / train_ppo_ray,
 #               plus our --replay.*; or `rerule train`), launching no training, evaluation or model: a plan that
-#               would stop on the data stops here too, naming the target and the step.
+#               would stop on the data stops here too, naming the target and the step. Each step says "ran" or
+#               "validated only"; a data step that needs a model or an endpoint (`purge answers`, `data boundary`
+#               without --offline) is validated only, and so is every data step that reads its output.
 # DRY_RUN=print print the resolved command only.
 # RUN_ROOT      where a run writes (default RUNS_DIR/BENCHMARK): reproduce_rwku.sh gives each target its own.
 set -euo pipefail
@@ -26,19 +28,50 @@ RAY_ADDRESS="${RAY_ADDRESS:-http://127.0.0.1:8265}"   # `ray start --head` on th
 SAVE_STEPS="${SAVE_STEPS:-10}"                        # the replay buffer is saved with every checkpoint
 CKPT_MAX_NUM="${CKPT_MAX_NUM:-1}"
 
-# Print the command, then run it, validate it (DRY_RUN=1) or only print it (DRY_RUN=print).
+# Print the command, then run it, validate it (DRY_RUN=1) or only print it (DRY_RUN=print). Under DRY_RUN=1 each
+# step then says "ran" or "validated only" (and why), and the plan ends with one summary line of its data steps.
+declare -gA DRY_RUN_UNWRITTEN=()   # output path -> the validated-only step that would have written it
+DRY_RUN_RAN=0 DRY_RUN_SKIPPED=0 DRY_RUN_WHY=""
+if [[ "${DRY_RUN:-0}" != 0 && "${DRY_RUN:-0}" != print && -z "${RERULE_DRY_RUN_PLAN:-}" ]]; then
+  export RERULE_DRY_RUN_PLAN=$$   # the recipes a plan starts (bash train_*.sh) print no summary of their own
+  trap 'if [[ $? == 0 ]]; then echo "# DRY_RUN summary: $DRY_RUN_RAN data steps ran, $DRY_RUN_SKIPPED validated only${DRY_RUN_WHY:+: $DRY_RUN_WHY}; training, evaluation and report: validated only"; fi' EXIT
+fi
 run() {
   printf '+'; printf ' %q' "$@"; printf '\n'
+  local step=() arg why="" i
+  for arg in "$@"; do  # the step's name: its leading words ("rerule data convert rule", "ray job submit")
+    if [[ "$arg" == -* || "$arg" == */* || "$arg" == *.* || ${#step[@]} == 4 ]]; then break; fi
+    step+=("$arg")
+  done
   case "${DRY_RUN:-0}" in
     0) "$@" ;;
     print) ;;
-    *) if [[ "$1 ${2:-}" == "rerule data" && "${3:-} ${4:-}" != "purge answers" &&
-             ( "${3:-}" != boundary || " $* " == *" --offline "* ) ]]; then
-         # a data step runs for real (with this checkout's code); answers and online boundary questions come from
-         # a model or an endpoint: validated only
+    *) if [[ "$1 ${2:-}" == "rerule data" ]]; then
+         # answers and online boundary questions come from a model or an endpoint: validated only, and so is every
+         # later data step that reads what one of them would have written (none is claimed to have run)
+         if [[ "${3:-} ${4:-}" == "purge answers" ]]; then why="its answers come from a model"
+         elif [[ "${3:-}" == boundary && " $* " != *" --offline "* ]]; then
+           why="its questions come from an endpoint; BOUNDARY_ARGS with --offline runs it"
+         fi
+         for arg in "$@"; do
+           if [[ -z "$why" && -n "${DRY_RUN_UNWRITTEN[$arg]:-}" ]]; then
+             why="it reads $arg, which ${DRY_RUN_UNWRITTEN[$arg]} did not write"
+           fi
+         done
+       fi
+       if [[ "$1 ${2:-}" == "rerule data" && -z "$why" ]]; then  # a data step runs for real (this checkout's code)
          "$PYTHON" -m openrlhf_rerule.cli "${@:2}" || { echo "DRY_RUN: stopped${TARGET_NAME:+ at target $TARGET_NAME}, step: rerule ${*:2:3} (exit $?, its error above)" >&2; exit 2; }
+         DRY_RUN_RAN=$(( DRY_RUN_RAN + 1 )); echo "# DRY_RUN ran: ${step[*]}"
        else
          "$PYTHON" -m openrlhf_rerule.openrlhf.check_args "$@"
+         if [[ -n "$why" ]]; then
+           for (( i = 1; i < $#; i++ )); do
+             if [[ "${!i}" == --out ]]; then i=$(( i + 1 )); DRY_RUN_UNWRITTEN[${!i}]="${step[*]}"; break; fi
+           done
+           DRY_RUN_SKIPPED=$(( DRY_RUN_SKIPPED + 1 ))
+           DRY_RUN_WHY+="${DRY_RUN_WHY:+; }${step[*]}${TARGET_NAME:+ at $TARGET_NAME} ($why)"
+         fi
+         echo "# DRY_RUN validated only: ${step[*]}${why:+ ($why)}"
        fi ;;
   esac
 }
