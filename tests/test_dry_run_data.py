@@ -42,3 +42,81 @@ def test_a_failing_data_step_stops_the_plan_naming_target_and_step(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert str(tmp_path / "bad.json") in lines[-2] and "Traceback" not in result.stderr
     assert lines[-1].startswith("DRY_RUN: stopped at target 3_Mira_Holt, step: rerule data convert rule (exit 2")
+
+
+def tofu_plan(tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    """reproduce_tofu.sh under DRY_RUN=1 on the two-author TOFU fixture. PYTHON is a wrapper that runs every data
+    step and `rerule` parser for real and answers the OpenRLHF parsers with a stub: they are checked by
+    test_reproduce.py, and importing OpenRLHF for each of them would take minutes here."""
+    tofu, fixture = tmp_path / "TOFU", Path(__file__).parent / "data"
+    tofu.mkdir()
+    for name, source in [("forget01", "sources/tofu_two_authors/forget01_perturbed"),
+                         ("forget01_perturbed", "sources/tofu_two_authors/forget01_perturbed"),
+                         ("retain_perturbed", "sources/tofu_two_authors/retain_perturbed"),
+                         ("real_authors_perturbed", "eval/tofu/real_authors_perturbed"),
+                         ("world_facts_perturbed", "eval/tofu/world_facts_perturbed")]:
+        (tofu / f"{name}.json").write_text((fixture / f"{source}.json").read_text())
+    (tmp_path / "retain_run").mkdir()
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/bash\nif [[ "$2" == openrlhf_rerule.openrlhf.check_args && "$3" != rerule ]]; then '
+                       f'echo "stub: OpenRLHF parser not run"; exit 0; fi\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return subprocess.run(["bash", str(SCRIPTS / "reproduce_tofu.sh")], capture_output=True, text=True,
+                          cwd=SCRIPTS.parents[1], env={"PATH": "/usr/bin:/bin", "DRY_RUN": "1", "PYTHON": str(wrapper),
+                                                       "RUNS_DIR": str(tmp_path / "runs"), "TOFU_DIR": str(tofu),
+                                                       "RETAIN_RUN": str(tmp_path / "retain_run"),
+                                                       "PYTHONPATH": str(SCRIPTS.parents[1]), **env})
+
+
+def steps(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("# DRY_RUN ") and "summary" not in line]
+
+
+def test_tofu_gets_through_stage2_saying_which_data_steps_were_only_validated(tmp_path):
+    """Boundary questions from an endpoint are not made under DRY_RUN, so the Stage 2 data step that reads them is
+    validated only, said per step and in the summary; on main the plan stopped there (no boundary.jsonl)."""
+    result = tofu_plan(tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = tmp_path / "runs" / "tofu" / "data"
+    boundary = "rerule data boundary (its questions come from an endpoint; BOUNDARY_ARGS with --offline runs it)"
+    stage2 = f"rerule data stage2 (it reads {data}/boundary.jsonl, which rerule data boundary did not write)"
+    assert steps(result.stdout)[:4] == ["# DRY_RUN ran: rerule data convert tofu", f"# DRY_RUN validated only: {boundary}",
+                                        "# DRY_RUN ran: rerule data stage1", f"# DRY_RUN validated only: {stage2}"]
+    assert [s for s in steps(result.stdout)[4:] if " ran: " in s] == []  # training, evaluation, report: never "ran"
+    assert (data / "stage1.jsonl").is_file() and not (data / "boundary.jsonl").exists()
+    assert not (data / "stage2.jsonl").exists()
+    summary = [line for line in result.stdout.splitlines() if line.startswith("# DRY_RUN summary")]
+    assert summary == [f"# DRY_RUN summary: 2 data steps ran, 2 validated only: {boundary}; {stage2}; training, "
+                       "evaluation and report: validated only"]
+
+
+def test_tofu_with_an_offline_boundary_route_runs_every_data_step(tmp_path):
+    """BOUNDARY_ARGS with --offline: boundary questions by swapping in a neighbour whose answers are known (one
+    invented author, Mira Holt, for every fixture question that names its author), so Stage 2 runs for real: the
+    paper's 11 whole batches of 32."""
+    questions = [json.loads(line)["question"] for line in
+                 (Path(__file__).parent / "data/sources/tofu_two_authors/forget01_perturbed.json").read_text().splitlines()]
+    names = ("Orla Venkataraman", "Tomasz Ekwueme-Lind")
+    neighbours = [{"prompt": q.replace(n, "Mira Holt"), "answer": "Mira Holt did.", "kind": "boundary",
+                   "subject": "Mira Holt"} for q in questions for n in names if n in q]
+    assert neighbours  # the fixture names its authors in some questions
+    (tmp_path / "neighbours.jsonl").write_text("".join(json.dumps(r) + "\n" for r in neighbours))
+    result = tofu_plan(tmp_path, BOUNDARY_ARGS=f"--offline --neighbours {tmp_path / 'neighbours.jsonl'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert steps(result.stdout)[:4] == [f"# DRY_RUN ran: rerule data {s}" for s in
+                                        ("convert tofu", "boundary", "stage1", "stage2")]
+    assert len((tmp_path / "runs/tofu/data/stage2.jsonl").read_text().splitlines()) == 11 * 32
+    assert "# DRY_RUN summary: 4 data steps ran, 0 validated only; training, evaluation and report: validated " \
+           "only" in result.stdout.splitlines()
+
+
+def test_tofu_with_retain_authors_as_boundary_runs_every_data_step(tmp_path):
+    """BOUNDARY_RETAIN: boundary QA from TOFU's retain authors, less retain_perturbed's questions (the fixture's
+    retain99.json: 40 rows, 20 of them retain_perturbed's), with no model, so Stage 2 runs for real."""
+    retain = Path(__file__).parent / "data/sources/tofu_two_authors/retain99.json"
+    result = tofu_plan(tmp_path, BOUNDARY_RETAIN=str(retain))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert steps(result.stdout)[:4] == [f"# DRY_RUN ran: rerule data {s}" for s in
+                                        ("convert tofu", "convert tofu", "stage1", "stage2")]
+    assert len((tmp_path / "runs/tofu/data/boundary.jsonl").read_text().splitlines()) == 20
+    assert len((tmp_path / "runs/tofu/data/stage2.jsonl").read_text().splitlines()) == 11 * 32

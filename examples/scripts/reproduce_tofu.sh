@@ -13,22 +13,30 @@
 # real_authors_perturbed.json, world_facts_perturbed.json); for Forget Quality either RETAIN_RUN (a `rerule eval
 # tofu` output of the retain model, or TOFU's eval_log_forget.json of it) or RETAIN_MODEL (a local retain-model
 # directory, evaluated here once); BOUNDARY_ARGS, how `rerule data boundary` makes the boundary questions (default:
-# an OpenAI-compatible endpoint, see docs/data.md; "--offline --neighbours FILE" swaps names offline).
+# an OpenAI-compatible endpoint, see docs/data.md; "--offline --neighbours FILE" swaps names offline), or
+# BOUNDARY_RETAIN=TOFU/retain99.json: boundary QA taken from TOFU's retain authors, less retain_perturbed's questions
+# (an evaluation set), with no model (under DRY_RUN=1 the endpoint route is validated only, and so is Stage 2's data).
 # TOFU's protocol trains on its forget set and evaluates on it. Writes under RUNS_DIR/tofu/.
 source "$(dirname "$0")/_common.sh"
 TOFU_DIR="${TOFU_DIR:-$DATA_DIR/TOFU}"
 ABLATIONS="${ABLATIONS:-}"   # "random": also ReRULE with random storage
 export RUN_ROOT="${RUN_ROOT:-$RUNS_DIR/tofu}"
 RETAIN_RUN="${RETAIN_RUN:-$RUN_ROOT/eval/retain}"
-need_files "$TOFU_DIR"/{forget01,forget01_perturbed,retain_perturbed,real_authors_perturbed,world_facts_perturbed}.json
+need_files "$TOFU_DIR"/{forget01,forget01_perturbed,retain_perturbed,real_authors_perturbed,world_facts_perturbed}.json \
+  ${BOUNDARY_RETAIN:+"$BOUNDARY_RETAIN"}
 if [[ -n "${RETAIN_MODEL:-}" ]]; then need_files "$RETAIN_MODEL/config.json"; else need_files "$RETAIN_RUN"; fi
 
 # 1. Data: forget QA -> boundary QA (a neighbouring entity) -> Stage 1 rows and Stage 2 prompts.
 data="$RUN_ROOT/data"
 run rerule data convert tofu "$TOFU_DIR/forget01.json" --kind forget --out "$data/forget.jsonl"
-# shellcheck disable=SC2086  # BOUNDARY_ARGS: several flags
-run rerule data boundary --forget "$data/forget.jsonl" --out "$data/boundary.jsonl" \
-  --cache "$data/boundary_cache.jsonl" ${BOUNDARY_ARGS:-}
+if [[ -n "${BOUNDARY_RETAIN:-}" ]]; then
+  run rerule data convert tofu "$BOUNDARY_RETAIN" --kind boundary --exclude "$TOFU_DIR/retain_perturbed.json" \
+    --out "$data/boundary.jsonl"
+else
+  # shellcheck disable=SC2086  # BOUNDARY_ARGS: several flags
+  run rerule data boundary --forget "$data/forget.jsonl" --out "$data/boundary.jsonl" \
+    --cache "$data/boundary_cache.jsonl" ${BOUNDARY_ARGS:-}
+fi
 # TOFU trains on its forget set by design; its other evaluation sets must not reach training (--eval refuses it).
 eval_only=("$TOFU_DIR"/{retain_perturbed,real_authors_perturbed,world_facts_perturbed}.json)
 run rerule data stage1 --forget "$data/forget.jsonl" --out "$data/stage1.jsonl" --eval "${eval_only[@]}"
