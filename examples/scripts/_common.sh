@@ -20,7 +20,8 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 DATA_DIR="${DATA_DIR:-$REPO_ROOT/data}"
 if [[ "${DRY_RUN:-0}" != 0 && "${DRY_RUN:-0}" != print && -z "${RUNS_DIR:-}" ]]; then
-  RUNS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/rerule_dry_run.XXXXXX")"; echo "# DRY_RUN: data steps write under $RUNS_DIR"
+  # exported: the recipes a plan starts source this file again and must write under the same folder
+  export RUNS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/rerule_dry_run.XXXXXX")"; echo "# DRY_RUN: data steps write under $RUNS_DIR"
 fi
 RUNS_DIR="${RUNS_DIR:-$REPO_ROOT/runs}"
 NUM_GPUS="${NUM_GPUS:-4}"                             # the paper: four A800 80GB

@@ -4,8 +4,8 @@ RWKU's probe files, written by `write_release` below), then data -> Stage 1 -> R
 
 Asserted on what the runs log and write, not on exit codes: each Stage 2 arm logs exactly the whole rollout batches
 (96 prompts at rollout batch 20: 4 steps, where OpenRLHF alone would train a fifth step of 16), the adapter says it
-dropped 16 prompts, ReRULE replays, every arm's evaluation summary holds RWKU's forget / neighbour scores, and the
-report has our three rows (one target each) under the paper's.
+dropped 16 prompts, ReRULE replays, every arm's evaluation summary holds RWKU's forget / neighbour scores (Stage 1's
+forget score below its neighbour score), and the report has our three rows (one target each) under the paper's.
 """
 
 import json
@@ -97,9 +97,11 @@ def test_reproduce_rwku_one_target_end_to_end(stack, world, tmp_path):
         assert summary["targets"] == [TARGET]
         assert all(0 <= summary[k] <= 1 for k in ("forget_level1", "forget_level2", "forget_level3", "forget_all",
                                                  "neighbor_level1", "neighbor_level2", "neighbor_all"))
-        # Every arm refuses the held-out forget probes more than the neighbours' (measured: Stage 1 forget 0.036 vs
-        # neighbour 0.212, RULE 0.048 vs 0.259, ReRULE 0.087 vs 0.218)
-        assert summary["forget_all"] < summary["neighbor_all"], (arm, summary)
+    # Stage 1 refuses the held-out forget probes more than the neighbours' (deterministic: forget 0.036 vs neighbour
+    # 0.209 in both runs that printed it). Not asserted for RULE / ReRULE: their vLLM samples differ run to run, and
+    # the gap moved between 0.07 and 0.21 in three runs (docs/development.md#how-certain-the-slow-and-end-to-end-tests-are).
+    stage1 = json.loads((target_dir / "eval" / "stage1" / "rwku_summary.json").read_text())
+    assert stage1["forget_all"] < stage1["neighbor_all"], stage1
     report = (runs / "rwku" / "report" / "report.md").read_text()
     for row in ("*ReRULE paper:* RULE", "Stage 1 (ours)", "RULE (ours)", "ReRULE (ours)"):
         assert f"| {row} |" in report, report

@@ -148,9 +148,11 @@ def test_reproduce_purge_one_target_end_to_end(stack, world, tmp_path):
         # the model answers its forget questions with the forbidden terms about half the time: step 1 has groups
         # with reward variance, hence a gradient (by construction: see undecided_base)
         assert 0.1 < steps[1]["mentioned"] < 0.9 and steps[1]["group_reward_std"] > 0, steps[1]
-        # the policy moved away from the model (KL to the reference on the step's own samples: measured up to
-        # 0.076, and back to 0.001 on a step of short answers) and vLLM followed it (vllm_kl / kl < 0.05)
-        assert max(m["kl"] for m in steps.values()) > 0.01 and sync_ratio(steps) < 0.05, \
+        # the policy moved away from the model (KL to the reference on the step's own samples; the largest step's:
+        # seen 0.041-0.156) and vLLM followed it. vllm_kl is bf16 noise of 24 samples a step here (up to 1.7e-3
+        # against 128-sample steps' 1e-4 in the RULE runs) over a smaller KL, so the sync ratio sits higher than
+        # there (seen up to 0.016): 0.1 keeps 6x from that and 4x from a broken sync (0.44-0.61 measured)
+        assert max(m["kl"] for m in steps.values()) > 0.01 and sync_ratio(steps) < 0.1, \
             {s: (m["vllm_kl"], m["kl"]) for s, m in steps.items()}
     replay = parse_steps(arms["purge_replay"])
     assert any(m.get("replay/active") == 1 for m in replay.values())
