@@ -15,6 +15,7 @@ from pathlib import Path
 
 from openrlhf_rerule.atomic import atomic_path
 from openrlhf_rerule.cli_convention import UserError
+from openrlhf_rerule.provenance import write_sidecar
 from openrlhf_rerule.rewards.rule import LabelError
 from openrlhf_rerule.rewards.variants import check_label_fits, label_tag
 
@@ -283,6 +284,5 @@ def write_with_sidecar(out, rows: list[dict], kind: str, meta: dict) -> Path:
         if any(key in row for row in rows):
             rows = [{key: default, **row} for row in rows]
     path = write_jsonl(out, rows, kind)
-    with atomic_path(Path(f"{out}.meta.json")) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_sidecar(out, meta)
     return path

@@ -5,7 +5,6 @@ moment leaves the previous checkpoint intact and `latest` pointing at a complete
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from openrlhf_rerule.provenance import file_sha256
 
 STATE_FILE = "trainer_state.pt"
 # Small JSON beside the state: the step, the run's settings and the data file's hash, read on resume to
@@ -79,17 +80,6 @@ def save_checkpoint(root: str | Path, step: int, model, tokenizer, state: dict, 
     for old in older[:max(0, len(older) - (keep - 1))] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def file_sha256(path: str | Path) -> str | None:
-    path = Path(path)
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def clean_interrupted(root: str | Path) -> list[Path]:
