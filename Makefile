@@ -38,8 +38,9 @@ $(E2E_STAMP): setup.py requirements-openrlhf-cpu.txt
 	DS_BUILD_OPS=0 $(E2E_BIN)/pip install -q --no-build-isolation deepspeed==0.19.6
 	$(E2E_BIN)/pip install -q --no-deps openrlhf==0.11.2
 	$(E2E_BIN)/pip install -q -e ".[test]"
-	# DeepSpeed's CPU ops are JIT-compiled on first use (about 3 minutes): once here, not inside a timed test run.
-	DS_ACCELERATOR=cpu $(E2E_BIN)/python -c "from deepspeed.ops.op_builder.cpu import FusedAdamBuilder, \
+	# DeepSpeed's CPU ops are JIT-compiled on first use (about 3 minutes): once here, not inside a timed test run,
+	# into this environment's own folder (the e2e runs use the same one: tests/e2e/cpu_patches P7).
+	TORCH_EXTENSIONS_DIR=$(CURDIR)/$(E2E_VENV)/torch_extensions DS_ACCELERATOR=cpu $(E2E_BIN)/python -c "from deepspeed.ops.op_builder.cpu import FusedAdamBuilder, \
 	ShareMemCommBuilder; FusedAdamBuilder().load(); ShareMemCommBuilder().load()"
 	touch $(E2E_STAMP)
 

@@ -17,6 +17,10 @@ P5 openrlhf/trainer/ray/vllm_worker_wrap.py:40 allocates the received weight on 
    (without it the actor's broadcast hangs until a 300 s timeout).
 P6 vllm/model_executor/layers/utils.py:434 prepacks Linear weights and removes `weight`, so the first weight sync
    fails -> keep the plain F.linear path.
+P7 DeepSpeed JIT-builds its CPU ops through torch.utils.cpp_extension into TORCH_EXTENSIONS_DIR, by default the
+   per-user ~/.cache/torch_extensions (rebuilt whenever another environment built it last) -> this environment's
+   own folder, where `make install-e2e` prebuilds them; and a build's `lock` that no live process holds open (its
+   builder was killed: torch's FileBaton waits on it forever) is removed.
 RERULE_CPU_E2E_BREAK_SYNC=1 (a control for the tests): received weights are not loaded into vLLM. Exit code 0,
 only the metrics show it.
 """
@@ -163,5 +167,26 @@ class PatchAfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _ops_in_this_environment() -> None:
+    """P7: the environment's own ops folder, and the stale build locks in it removed (a live builder keeps its lock
+    file open until it releases it: torch/utils/file_baton.py, so a lock no process has open is a killed build's)."""
+    root = os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
+    locks = {os.path.realpath(os.path.join(d, "lock")) for d, _, files in os.walk(root) if "lock" in files}
+    if not locks:
+        return
+    for fd_dir in (f"/proc/{pid}/fd" for pid in os.listdir("/proc") if pid.isdigit()):
+        try:
+            locks -= {os.path.realpath(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir)}
+        except OSError:  # a process that ended, or one of another user
+            continue
+    for lock in locks:
+        try:
+            os.remove(lock)
+            print(f"cpu_patches: removed {lock}, the lock of a killed build of DeepSpeed's CPU ops", file=sys.stderr)
+        except FileNotFoundError:  # its builder finished meanwhile
+            pass
+
+
 if os.environ.get("RERULE_CPU_E2E") == "1":
+    _ops_in_this_environment()
     sys.meta_path.insert(0, PatchAfterImport())
