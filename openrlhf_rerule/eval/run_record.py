@@ -11,7 +11,6 @@ Stdlib only: `rerule report` reads the same fields without importing torch."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from openrlhf_rerule.provenance import MODEL_RECORD, read_json_record
@@ -40,11 +39,12 @@ def settings(args, fingerprint: dict | None) -> dict:
 
 def model_of(summary: dict) -> tuple[str, str | None] | None:
     """Which model a summary evaluated: (resolved path, tokenizer sha256) from its provenance; a summary written
-    before provenance existed gives its `model` path as typed and no fingerprint; None: it names no model."""
+    before provenance existed gives its `model` path as typed (resolved from here, the best guess) and no
+    fingerprint; None: it names no model."""
     model = (summary.get("provenance") or {}).get("model")
     if model:
         return model.get("path"), (model.get("tokenizer") or {}).get("sha256")
-    return (os.path.normpath(summary["model"]), None) if isinstance(summary.get("model"), str) else None
+    return (str(Path(summary["model"]).resolve()), None) if isinstance(summary.get("model"), str) else None
 
 
 def same_model(a: tuple, b: tuple) -> bool:
