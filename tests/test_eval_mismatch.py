@@ -343,3 +343,12 @@ def test_case6_rwku_targets_of_other_settings_are_not_averaged(tmp_path, capsys)
     assert capsys.readouterr().err.splitlines() == [
         f"rerule report: runs named 'RULE' differ in max_new_tokens ({a}: 30; {b}: 8): not averaged over targets; "
         "re-evaluate them alike or give each setting its own `rerule eval --name`"]
+
+
+def test_case6_runs_of_other_settings_get_their_own_plot(tmp_path):
+    def tofu(name, mnt):
+        return _summary(tmp_path / name, "tofu", {"split": "forget01", "max_new_tokens": mnt}, TOFU_FULL, name=name,
+                        split="forget01", model_utility=0.5, forget_rougeL_recall=0.2)
+
+    assert report.main([tofu("A", 200), tofu("B", 8), "--out", str(tmp_path / "r"), "--hide_published"]) == 0
+    assert sorted(p.name for p in (tmp_path / "r").glob("*.png")) == ["tofu_tradeoff_1.png", "tofu_tradeoff_2.png"]

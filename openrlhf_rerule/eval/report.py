@@ -306,7 +306,9 @@ def data_token_table(rows: list[dict]) -> str:
     return table(["Methods", "Target", "Rows", "Tokens", "× fewest"], cells, groups)
 
 
-def plot_tradeoff(runs, bench, out_path) -> Path:
+def plot_tradeoff(runs, bench, out_path, settings: str | None = None) -> Path:
+    """One scatter of forgetting against retention; `settings`: the line naming what sets these runs apart from
+    another plot's (comparable.tables), as its subtitle."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -319,7 +321,9 @@ def plot_tradeoff(runs, bench, out_path) -> Path:
         if x is not None and y is not None:
             ax.scatter(x, y)
             ax.annotate(run["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(f"{bench.upper()}: forgetting vs retention")
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
+    ax.set_title(f"{bench.upper()}: forgetting vs retention" + (f"\n{settings}" if settings else ""),
+                 fontsize=10 if settings else None)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_path, dpi=120)
@@ -414,10 +418,12 @@ def main(argv=None) -> int:
         write_json_atomic(out / "report.json", runs)
         if extra_json:
             write_json_atomic(out / "report_purge.json", extra_json)
-        for bench in TRADEOFFS:
+        for bench in TRADEOFFS:  # as the tables: runs of other settings never share a plot
             present = [r for r in runs if bench in r]
-            if present:
-                print(f"plot: {plot_tradeoff(present, bench, out / f'{bench}_tradeoff.png')}", file=sys.stderr)
+            groups = comparable.tables(present, lambda r: bench, [False] * len(present)) if present else []
+            for k, (line, group, _) in enumerate(groups, 1):
+                name = f"{bench}_tradeoff.png" if len(groups) == 1 else f"{bench}_tradeoff_{k}.png"
+                print(f"plot: {plot_tradeoff(group, bench, out / name, line)}", file=sys.stderr)
     return 0
 
 
