@@ -268,7 +268,7 @@ def test_case6_other_split_subset_and_generation_lengths_get_their_own_tables(tm
     assert subset.splitlines()[1] == 'Settings: split "forget01" · max_new_tokens 200 · items forget 20, retain 10, ' \
                                      'real_authors 10, world_facts 10'
     assert "| C‡ |" in subset and "*ReRULE paper:*" not in subset
-    assert subset.splitlines()[-1].startswith("‡ subset: fewer items than TOFU forget01 as released (items forget "
+    assert subset.splitlines()[-1].startswith("‡ subset: fewer items than TOFU forget01 as released (forget "
                                               "40, retain 400, real_authors 100, world_facts 117) in some part")
     assert short.splitlines()[1] == f'Settings: split "forget01" · max_new_tokens 8 · {full_items}' and "| D |" in short
     assert medium.splitlines()[1] == f'Settings: split "forget01" · max_new_tokens 32 · {full_items}'

@@ -21,10 +21,10 @@ COMPARED = {
     "tofu": ("split", "chat_template_applied", "prompt_template", "system_prompt", "max_new_tokens"),
     "muse": ("corpus", "prompt_format", "verbmem_max_new_tokens", "knowmem_max_new_tokens"),
     "rwku": ("targets", "chat_template_applied", "stop_at_newline", "max_new_tokens", "fluency_max_new_tokens"),
-    "naturalness": ("chat_template_applied", "max_new_tokens"),
+    "naturalness": ("for_benchmark", "chat_template_applied", "max_new_tokens"),  # whose forget prompts: its data
 }
-# The setting that names a run's data, where a subset is judged against the largest run of the same data (RWKU's
-# item names carry their target).
+# The compared setting that names a run's data, where a subset is judged against the largest run of the same data
+# (RWKU's item names carry their target).
 SAME_DATA = {"tofu": "split", "muse": "corpus", "naturalness": "for_benchmark"}
 MAX_ITEMS_SHOWN = 6  # parts listed in a heading; more are summed
 
@@ -45,55 +45,47 @@ def settings(summary: dict, key: str) -> dict:
     return out
 
 
-def _released(key: str, s: dict) -> dict | None:
-    return RELEASED_ITEMS.get(key, {}).get(s.get("split") or s.get("corpus"))
-
-
-def subsets(entries: list[tuple[dict, str]]) -> list[bool]:
-    """Per (summary, key): a subset? Fewer items in some part than the benchmark as released (published.py), or,
-    where that size is not known here (RWKU, MUSE-News, naturalness), than the largest of these runs on the same data
-    has; a part missing counts 0. A summary that counts nothing is marked only where it says `subset`."""
+def subsets(entries: list[tuple[dict, str]]) -> list[str | None]:
+    """Per (summary, key): None, or the legend of a subset row. A subset has fewer items in some part than the
+    benchmark as released (published.py), or, where that size is not known here (RWKU, MUSE-News, naturalness),
+    than the largest of these runs on the same data has; a part missing counts 0. A summary that counts nothing is
+    marked only where it says `subset`."""
     largest: dict[tuple, int] = {}
     for summary, key in entries:
         s = settings(summary, key)
         for part, n in s["items"].items():
             slot = (key, s.get(SAME_DATA.get(_kind(key))), part)
             largest[slot] = max(largest.get(slot, 0), n)
-    marks = []
+    legends = []
     for summary, key in entries:
         s = settings(summary, key)
-        full = _released(key, s)
+        data = s.get(SAME_DATA.get(_kind(key)))
+        full = RELEASED_ITEMS.get(key, {}).get(data)
+        against = f"{key.upper()} {data} as released ({', '.join(f'{p} {n}' for p, n in (full or {}).items())})"
         if full is None:
-            data = s.get(SAME_DATA.get(_kind(key)))
+            against = "the largest run of this report on the same data (the full size is not known here)"
             mine = {part.split("/")[0] for part in s["items"]} if _kind(key) == "rwku" else None
             full = {part: n for (k, d, part), n in largest.items() if k == key and d == data
                     and (mine is None or part.split("/")[0] in mine)}
-        counted = bool(s["items"]) and any(s["items"].get(part, 0) < n for part, n in full.items())
-        marks.append(counted or summary.get("subset") is True)
-    return marks
-
-
-def subset_note(key: str, summary: dict) -> str:
-    """The legend under a table of subset rows (one table: one split / corpus), naming what they fall short of."""
-    s = settings(summary, key)
-    released = _released(key, s)
-    against = f"{key.upper()} {s.get('split') or s.get('corpus')} as released ({_show('items', released)})" \
-        if released else "the largest run of this report on the same data (the full size is not known here)"
-    return f"{SUBSET_MARK} subset: fewer items than {against} in some part, or a part not run (the summary's " \
-           "provenance `items`): not comparable with a full run."
+        short = bool(s["items"]) and any(s["items"].get(part, 0) < n for part, n in full.items())
+        legends.append(f"{SUBSET_MARK} subset: fewer items than {against} in some part, or a part not run (the "
+                       "summary's provenance `items`): not comparable with a full run."
+                       if short or summary.get("subset") is True else None)
+    return legends
 
 
 def _show(name: str, value) -> str:
+    """One setting as the `Settings:` line names it."""
     if name == "items" and len(value) > MAX_ITEMS_SHOWN:
         return f"items {sum(value.values())} in {len(value)} parts"
     if name == "items":
         return "items " + (", ".join(f"{p} {n}" for p, n in value.items()) or "unknown")
     if isinstance(value, list):
         return f"{name} {', '.join(map(str, value))}"
-    return f"{name} {'unknown' if value is None else json.dumps(value) if isinstance(value, str) else value}"
+    return f"{name} {json.dumps(value)}"  # as the summary holds it: null = not set or not recorded
 
 
-def tables(runs: list[dict], key_of, marks: list[bool]) -> list[tuple[str | None, list[dict], bool]]:
+def tables(runs: list[dict], key_of, marks: list) -> list[tuple[str | None, list[dict], bool]]:
     """The runs of one benchmark table split by their settings, in order of first appearance: per table the line
     naming the settings that differ between the tables (None when there is one), its runs, and whether the paper's
     rows belong above them (settings not contradicting published.PAPER_SETTINGS, no subset row)."""

@@ -346,15 +346,15 @@ def render(runs, published: bool = True) -> str:
         if not present:
             continue
         key_of = lambda run: next(k for k in keys if k in run)  # noqa: E731
-        marks = comparable.subsets([(r[key_of(r)], key_of(r)) for r in present])
-        present = [{**r, "name": r["name"] + comparable.SUBSET_MARK} if m else r for r, m in zip(present, marks)]
+        legends = comparable.subsets([(r[key_of(r)], key_of(r)) for r in present])
+        present = [{**r, "name": r["name"] + comparable.SUBSET_MARK, "subset_legend": legend} if legend else r
+                   for r, legend in zip(present, legends)]
         paper = [r for r in PUBLISHED if any(k in r for k in keys)] if published and with_published else []
         placed = False
-        for line, group, fits in comparable.tables(present, key_of, marks):
+        for line, group, fits in comparable.tables(present, key_of, legends):
             head, rest = make((paper if fits else []) + group).split("\n", 1)
             placed |= fits
-            notes = [comparable.subset_note(key_of(group[0]), group[0][key_of(group[0])])] \
-                if any(r["name"].endswith(comparable.SUBSET_MARK) for r in group) else []
+            notes = [r["subset_legend"] for r in group if "subset_legend" in r][:1]
             notes += [data_overlap.NOTE] if any(r.get("training_data", {}).get("marked") for r in group) else []
             parts.append("\n".join([head] + ([line] if line else []) + [rest] + notes))
         if paper and not placed:

@@ -83,14 +83,6 @@ def chat_template_mismatch(args, record: dict | None, fingerprint: dict | None, 
            f"this evaluation formats prompts with {here}"
 
 
-def _tokenizer(fingerprint: dict | None, applied: bool) -> str:
-    fp = fingerprint or {}
-    if not fp.get("sha256"):
-        return "unknown"
-    template = f", chat template {str(fp.get('chat_template_sha256'))[:12]}" if applied else ""
-    return f"{fp['sha256'][:12]} (vocab {fp.get('vocab_size')}{template})"
-
-
 def retain_mismatch(retain: dict, ours: dict, fingerprint: dict | None) -> str | None:
     """One line naming both sides where the retain run's recorded settings differ from this evaluation's (None:
     they agree, or it recorded none, which the summary then marks). The tokenizer compares by its fingerprint,
@@ -98,11 +90,15 @@ def retain_mismatch(retain: dict, ours: dict, fingerprint: dict | None) -> str |
     prov = (retain.get("summary") or {}).get("provenance")
     if not prov:
         return None
-    recorded = prov.get("settings") or {}
-    theirs = {k: recorded.get(k) for k in RETAIN_COMPARED}
-    mine = {k: ours.get(k) for k in RETAIN_COMPARED}
-    theirs["tokenizer"] = _tokenizer((prov.get("model") or {}).get("tokenizer"), bool(ours["chat_template_applied"]))
-    mine["tokenizer"] = _tokenizer(fingerprint, bool(ours["chat_template_applied"]))
+    sides = []
+    for recorded, fp in ((prov.get("settings") or {}, (prov.get("model") or {}).get("tokenizer")), (ours, fingerprint)):
+        side, fp = {k: recorded.get(k) for k in RETAIN_COMPARED}, fp or {}
+        template = f", chat template {str(fp.get('chat_template_sha256'))[:12]}" \
+            if ours["chat_template_applied"] else ""
+        side["tokenizer"] = f"{fp['sha256'][:12]} (vocab {fp.get('vocab_size')}{template})" if fp.get("sha256") \
+            else "unknown"
+        sides.append(side)
+    theirs, mine = sides
     differ = [k for k in theirs if theirs[k] != mine[k]]
     if not differ:
         return None
