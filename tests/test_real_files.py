@@ -103,8 +103,9 @@ def test_tofu_forget_quality_refuses_a_retain_run_of_other_items(tmp_path, capsy
     assert run_info["items"] == 40 and run_info["questions_checked"] and run_info["path"] == str(right)
     from openrlhf_rerule.eval.report import retain_cell
 
+    # A summary of before provenance (issue 25): its retain run's settings were never checked, and it says so.
     cell = retain_cell({"retain_run": str(right), "forget_quality_n": 40})
-    assert cell == f"{tmp_path.name}/eval_log_forget.json (40 items)"
+    assert cell == f"{tmp_path.name}/eval_log_forget.json (40 items, settings unchecked¶)"
 
 
 def test_tofu_subjects_are_the_two_authors(tmp_path, capsys):
@@ -237,12 +238,14 @@ def test_convert_tofu_dict_is_valid_json_of_the_wrong_shape(tmp_path, capsys):
 
 def test_muse_summary_counts_items_and_report_marks_subsets():
     """8. A MUSE run on 5 of 100 forget questions is marked in the report."""
-    from openrlhf_rerule.eval.report import SUBSET_MARK, muse_table
+    from openrlhf_rerule.eval.report import render
 
-    full = {"name": "full", "muse": {"knowmem_f": 1.0, "verbmem_f_n": 100, "subset": False}}
-    part = {"name": "part", "muse": {"knowmem_f": 1.0, "knowmem_f_n": 5, "subset": True}}
-    text = muse_table([full, part])
-    assert f"| part{SUBSET_MARK} |" in text and "| full |" in text and "subset" in text.splitlines()[-1]
+    counts = {"verbmem": 100, "forget_qa": 100, "retain_qa": 100, "forget_texts": 100, "holdout_texts": 100}
+    full = {"name": "full", "muse": {"knowmem_f": 1.0, "corpus": "books", "provenance": {"items": counts}}}
+    part = {"name": "part", "muse": {"knowmem_f": 1.0, "corpus": "books",
+                                     "provenance": {"items": {**counts, "forget_qa": 5}}}}
+    text = render([full, part], published=False)  # fewer items: a table of its own, marked
+    assert "| part‡ |" in text and "| full |" in text and text.splitlines()[-1].startswith("‡ subset")
 
 
 def test_eval_cpu_threads_flag():

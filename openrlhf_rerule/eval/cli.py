@@ -11,8 +11,10 @@ from pathlib import Path
 
 from openrlhf_rerule.chat_endpoint import EndpointError
 from openrlhf_rerule.cli_convention import Parser, UserError, number
+from openrlhf_rerule.provenance import file_sha256, read_model_record, source_entry, tokenizer_fingerprint
 
-from .io import EvalDataError, Problems, finite_or_none, save_results
+from . import run_record
+from .io import EvalDataError, Problems, files_read, finite_or_none, save_results
 
 
 COUNT = number(int, minimum=1)  # batch sizes and token counts
@@ -34,6 +36,12 @@ def _add_common(parser, dtype_default: str, dtype_why: str):
                         help="auto: prompts in the tokenizer's chat template when it has one (as the benchmarks' "
                              "references do for chat models); none: the raw prompt text, as PURGE's authors train "
                              "and sample (match the training run's `rerule train --chat_template`)")
+    parser.add_argument("--allow_chat_template_mismatch", action="store_true",
+                        help="evaluate even though the model's rerule_model.json says it was trained with the other "
+                             "--chat_template setting (refused without this; recorded in the summary)")
+    parser.add_argument("--overwrite_out", action="store_true",
+                        help="OUT holds summaries of another model: remove them (and their items files) when this "
+                             "run writes (refused without this; re-evaluating the same model needs no flag)")
 
 
 def build_parser() -> Parser:
@@ -104,34 +112,41 @@ def build_parser() -> Parser:
     return parser
 
 
-def check_inputs(args):
-    """Read and check everything the run will read, before any model is loaded: one EvalDataError lists all."""
+def check_inputs(args) -> dict:
+    """Read and check everything the run will read, before any model is loaded: one EvalDataError lists all.
+    Returns what the summary's provenance records (run_record) and what the run reuses: the retain run, and the
+    summaries of another model in OUT that --overwrite_out removes."""
     problems = Problems()
-    if not (Path(args.model) / "config.json").is_file():
+    is_model = (Path(args.model) / "config.json").is_file()
+    if not is_model:
         problems.add(f"--model {args.model}: not a Hugging Face model directory (no config.json)")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         problems.add(f"--out {args.out}: exists and is not a directory")
+    data, retain = [], None
     try:
         if not Path(args.data).is_dir():
             raise EvalDataError(f"--data {args.data}: not a directory")
-        if args.benchmark == "tofu":
-            from .tofu import load_retain_run, load_tofu
+        with files_read() as files:
+            if args.benchmark == "tofu":
+                from .tofu import load_tofu
 
-            forget = load_tofu(args.data, args.split)["forget"]
-            if args.retain_run:
-                load_retain_run(args.retain_run, [r["question"] for r in forget], args.split)
-        elif args.benchmark == "muse":
-            from .muse import load_muse
+                data = load_tofu(args.data, args.split)
+            elif args.benchmark == "muse":
+                from .muse import load_muse
 
-            load_muse(args.data, args.metrics)
-        elif args.benchmark == "rwku":
-            from .rwku import load_rwku
+                data = load_muse(args.data, args.metrics)
+            elif args.benchmark == "rwku":
+                from .rwku import load_rwku
 
-            load_rwku(args.data, args.subsets)
-        else:
-            from .naturalness import load_naturalness
+                data = load_rwku(args.data, args.subsets)
+            else:
+                from .naturalness import load_naturalness
 
-            load_naturalness(args.data)
+                data = {"forget": load_naturalness(args.data)}
+        if args.benchmark == "tofu" and args.retain_run:
+            from .tofu import load_retain_run
+
+            retain = load_retain_run(args.retain_run, [r["question"] for r in data["forget"]], args.split)
         if getattr(args, "unlearning_data", None):
             from .data_tokens import counted_texts
 
@@ -143,11 +158,49 @@ def check_inputs(args):
         problems.add(f"--judge hf: --judge_model {judge_model}: not a Hugging Face model directory (no config.json)")
     if getattr(args, "judge", None) == "http" and not (os.environ.get("RERULE_JUDGE_BASE_URL") and judge_model):
         problems.add("--judge http needs RERULE_JUDGE_BASE_URL and RERULE_JUDGE_MODEL (or --judge_model)")
+
+    # What made this run, and what it must agree with (issue 25): the model's record, OUT, the retain run.
+    try:
+        fingerprint = tokenizer_fingerprint(args.model) if is_model else None
+    except (ValueError, OSError) as e:  # a tokenizer.json that does not read: the model would not load either
+        fingerprint = None
+        problems.add(f"--model {args.model}: its tokenizer files do not read ({e})")
+    record = read_model_record(args.model) if is_model else None
+    if (record or {}).get("unreadable"):
+        print(f"rerule eval {args.benchmark}: warning: {record['unreadable']}: the model's record does not read, "
+              "so its chat template is not checked", file=sys.stderr)
+    model = {"path": str(Path(args.model).resolve()), "record": record, "tokenizer": fingerprint}
+    settings = run_record.settings(args, fingerprint)
+    overrides = []
+    mismatch = run_record.chat_template_mismatch(args, record, fingerprint, settings["chat_template_applied"])
+    if mismatch and args.allow_chat_template_mismatch:
+        overrides.append(f"{mismatch} (--allow_chat_template_mismatch)")
+    elif mismatch:
+        problems.add(f"--model {args.model}: {mismatch}: not the prompts it was trained on; pass --chat_template "
+                     f"{record['chat_template']}, or --allow_chat_template_mismatch to evaluate anyway "
+                     "(recorded in the summary)")
+    if retain is not None:
+        line = run_record.retain_mismatch(retain, settings, fingerprint)
+        if line:
+            problems.add(line)
+    stale = run_record.other_models(args.out, (model["path"], (fingerprint or {}).get("sha256")))
+    if stale and not args.overwrite_out:
+        names = ", ".join(path.name for path, _ in stale)
+        problems.add(f"--out {args.out}: holds {names} of another model ({stale[0][1]}); this run evaluates "
+                     f"{model['path']}: one output directory per model, or --overwrite_out to remove that "
+                     "model's summaries and items there")
     problems.check()
+    counts = {k: {part: len(v) for part, v in recs.items()} if isinstance(recs, dict) else len(recs)
+              for k, recs in data.items()}  # RWKU: per target, per file
+    return {"model": model, "settings": settings, "items": counts, "retain": retain, "stale": stale,
+            "overrides": overrides,
+            "data": {"dir": str(Path(args.data).resolve()),
+                     "files": [{"path": str(p.resolve()), "sha256": file_sha256(p)} for p in dict.fromkeys(files)]}}
 
 
-def run(args) -> tuple[dict, list]:
-    check_inputs(args)
+def run(args) -> tuple[dict, list, dict]:
+    """(summary, items, what check_inputs found)."""
+    checked = check_inputs(args)
     from .scoring import load_model
 
     if args.cpu_threads:
@@ -158,33 +211,32 @@ def run(args) -> tuple[dict, list]:
     lm = load_model(args.model, device=device, batch_size=args.batch_size, dtype=args.dtype,
                     chat_template=args.chat_template)
     if args.benchmark == "tofu":
-        from .tofu import evaluate_tofu, load_retain_run, load_tofu
+        from .tofu import evaluate_tofu
 
-        questions = [r["question"] for r in load_tofu(args.data, args.split)["forget"]]
-        retain = load_retain_run(args.retain_run, questions, args.split) if args.retain_run else None
-        return evaluate_tofu(lm, args.data, args.split, args.max_new_tokens, retain, args.prompt_template,
-                             args.system_prompt)
+        return (*evaluate_tofu(lm, args.data, args.split, args.max_new_tokens, checked["retain"],
+                               args.prompt_template, args.system_prompt), checked)
     if args.benchmark == "muse":
         from .muse import evaluate_muse
 
-        return evaluate_muse(lm, args.data, args.corpus, args.metrics, args.verbmem_max_new_tokens,
-                             args.knowmem_max_new_tokens, args.prompt_format)
+        return (*evaluate_muse(lm, args.data, args.corpus, args.metrics, args.verbmem_max_new_tokens,
+                               args.knowmem_max_new_tokens, args.prompt_format), checked)
     if args.benchmark == "rwku":
         from .rwku import evaluate_rwku
 
-        return evaluate_rwku(lm, args.data, args.max_new_tokens, args.fluency_max_new_tokens,
-                             args.stop_at_newline, args.subsets)
+        return (*evaluate_rwku(lm, args.data, args.max_new_tokens, args.fluency_max_new_tokens,
+                               args.stop_at_newline, args.subsets), checked)
     from .naturalness import evaluate_naturalness, judge_from_env
 
     judge = None if args.judge == "proxy" else judge_from_env(
         args.judge, args.judge_cache or Path(args.out) / "judge_cache.jsonl", args.judge_model)
-    return evaluate_naturalness(lm, args.data, judge, args.max_new_tokens, args.refusal_mode, args.for_benchmark)
+    return (*evaluate_naturalness(lm, args.data, judge, args.max_new_tokens, args.refusal_mode,
+                                  args.for_benchmark), checked)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        summary, items = run(args)
+        summary, items, checked = run(args)
     except (EvalDataError, OSError, EndpointError) as e:  # bad data or settings, judge endpoint failing
         for line in str(e).splitlines():
             print(f"rerule eval {args.benchmark}: {line}", file=sys.stderr)
@@ -194,8 +246,28 @@ def main(argv=None) -> int:
     summary["data"] = str(args.data)
     summary["dtype"] = args.dtype
     summary["chat_template"] = args.chat_template
-    if getattr(args, "unlearning_data", None):
-        summary["unlearning_data"] = [str(Path(f).resolve()) for f in args.unlearning_data]
+    unlearning_data = getattr(args, "unlearning_data", None) or []
+    if unlearning_data:
+        summary["unlearning_data"] = [str(Path(f).resolve()) for f in unlearning_data]
+    retain = checked["retain"]
+    if retain is not None:
+        checked_settings = bool((retain["summary"] or {}).get("provenance"))
+        retain = {"path": str(Path(retain["path"]).resolve()), "sha256": retain["sha256"], "kind": retain["kind"],
+                  "items": retain["items"], "settings_checked": checked_settings,
+                  "note": None if checked_settings else run_record.UNCHECKED[retain["kind"]]}
+        if retain["note"]:
+            summary["forget_quality_note"] = retain["note"]
+    for path, model in checked["stale"]:  # --overwrite_out: another model's results leave the folder
+        for stale in (path, path.with_name(path.name.replace("_summary.json", "_items.json"))):
+            if stale.is_file():
+                stale.unlink()
+                checked["overrides"].append(f"removed {stale.name} of {model} (--overwrite_out)")
+                print(f"rerule eval {args.benchmark}: removed {stale} ({model})", file=sys.stderr)
+    # One block, stable field names (docs/evaluation.md#what-a-summary-records): what made these numbers.
+    summary["provenance"] = {"command": f"rerule eval {args.benchmark}", "model": checked["model"],
+                             "settings": checked["settings"], "items": checked["items"], "data": checked["data"],
+                             "retain_run": retain, "unlearning_data": [source_entry(f) for f in unlearning_data],
+                             "overrides": checked["overrides"]}
     tag = getattr(args, "for_benchmark", None)
     name = f"{args.benchmark}_{tag}" if tag else args.benchmark
     summary_path, _ = save_results(args.out, name, summary, items)

@@ -4,12 +4,15 @@ file is collected into one message before any model is loaded (`Problems`)."""
 
 import json
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 from openrlhf_rerule.atomic import atomic_path
 
 MAX_LISTED = 10  # problems listed per file; the rest are counted
+_READ: ContextVar[list | None] = ContextVar("eval_files_read", default=None)
 
 
 class EvalDataError(ValueError):
@@ -58,6 +61,18 @@ def _parse(path: Path) -> tuple[list, str]:
     return records, "line"
 
 
+@contextmanager
+def files_read():
+    """The paths `load_records` reads inside the block, in order: a summary's provenance names each with its sha256,
+    so that a number says which bytes it came from (the loaders return records only)."""
+    read: list[Path] = []
+    token = _READ.set(read)
+    try:
+        yield read
+    finally:
+        _READ.reset(token)
+
+
 def load_records(path, fields: dict | None = None, kind=dict) -> list:
     """Load a JSON array or a JSON-lines file. `fields`: {key: Kind} every record must carry, e.g.
     {"question": TEXT}. `kind=str` accepts records that are plain strings (MUSE privleak) or objects with a
@@ -65,6 +80,8 @@ def load_records(path, fields: dict | None = None, kind=dict) -> list:
     path = Path(path)
     if not path.is_file():
         raise EvalDataError(f"{path}: file not found")
+    if _READ.get() is not None:
+        _READ.get().append(path)
     records, where = _parse(path)
     out, problems = [], []
     for k, rec in records:

@@ -20,10 +20,6 @@ from .rouge import muse_rouge_f1
 from .scoring import LoadedModel, generate, text_logprobs
 
 AUC_RETRAIN = {"books": 0.5393, "news": 0.4772}
-# Items per file of MUSE-Books as released (counted in the RULE authors' copy, data/MUSE/books/): verbmem 100,
-# knowmem forget / retain 100 each, privleak forget / holdout 100 each. A run on fewer is a subset.
-FULL_COUNTS = {"books": {"verbmem_f_n": 100, "knowmem_f_n": 100, "knowmem_r_n": 100, "privleak_forget_n": 100,
-                         "privleak_holdout_n": 100}}  # forget_holdout_Min-40% of the retrained model (constants.py)
 KNOWMEM_STOPS = ("\n\n", "\nQuestion", "Question:")
 METRICS = ("verbmem_f", "knowmem_f", "knowmem_r", "privleak")
 QA = {"question": TEXT, "answer": TEXT}
@@ -150,7 +146,4 @@ def evaluate_muse(lm: LoadedModel, data_dir, corpus: str = "books", metrics=METR
     sizes = {"verbmem_f_n": "verbmem", "knowmem_f_n": "forget_qa", "knowmem_r_n": "retain_qa",
              "privleak_forget_n": "forget_texts", "privleak_holdout_n": "holdout_texts"}
     summary.update({key: len(data[name]) for key, name in sizes.items() if name in data})
-    full = FULL_COUNTS.get(corpus)
-    # subset: a metric not run, or fewer items than the released benchmark (unknown sizes: news -> None)
-    summary["subset"] = None if full is None else any(summary.get(k, 0) < n for k, n in full.items())
-    return summary, items
+    return summary, items  # subset or not: `rerule report`, against published.RELEASED_ITEMS

@@ -39,3 +39,20 @@ PUBLISHED = [
 ]
 for _run in PUBLISHED:
     _run["published"] = True
+
+# Items per part of each benchmark as released, keyed as a summary's provenance `items` counts them: a run on fewer
+# is a subset (`rerule report` marks it ‡). TOFU: the locuslab/TOFU files (forget01/05/10_perturbed 40 / 200 / 400
+# rows, retain_perturbed 400, real_authors_perturbed 100, world_facts_perturbed 117). MUSE-Books: 100 per file,
+# counted in the RULE authors' copy (data/MUSE/books/); the few-shot files are prompts, not items. RWKU (sizes vary by
+# target) and MUSE-News are not counted here: a report compares those with its largest run instead.
+RELEASED_ITEMS = {
+    "tofu": {split: {"forget": n, "retain": 400, "real_authors": 100, "world_facts": 117}
+             for split, n in (("forget01", 40), ("forget05", 200), ("forget10", 400))},
+    "muse": {"books": {"verbmem": 100, "forget_qa": 100, "retain_qa": 100, "forget_texts": 100, "holdout_texts": 100}},
+}
+# The settings of the published rows (summary setting names): the split / corpus the paper states, and the generation
+# lengths of the benchmarks' reference code, which the paper does not restate; on full benchmarks (no subset). The
+# paper states no prompt format or chat template, so those place no row.
+PAPER_SETTINGS = {"tofu": {"split": "forget01", "max_new_tokens": 200},
+                  "muse": {"corpus": "books", "verbmem_max_new_tokens": 128, "knowmem_max_new_tokens": 32},
+                  "rwku": {"max_new_tokens": 30}}

@@ -13,26 +13,24 @@ import json
 import sys
 from pathlib import Path
 
-from openrlhf_rerule.cli_convention import Parser
+from openrlhf_rerule.cli_convention import Parser, UserError
 
-from openrlhf_rerule.cli_convention import UserError
-
-from . import data_overlap
+from . import comparable, data_overlap
 from .data_tokens import count_tokens, load_tokenizer
 from .headline import headline_rows
 from .io import EvalDataError, write_json_atomic
-from .published import PAPER, PUBLISHED
+from .published import PAPER, PAPER_SETTINGS, PUBLISHED
+from .run_record import model_of, same_model
 
 BENCHMARKS = ("rwku", "muse", "tofu")
 NATURALNESS = ("naturalness", *(f"naturalness_{b}" for b in BENCHMARKS))  # untagged, then one per benchmark
 PROXY_MARK = "†"
 PROXY_NOTE = f"{PROXY_MARK} offline keyword proxy (`--judge proxy`), not a judge: a quick check, not comparable " \
              "with published naturalness numbers."
-
-
-SUBSET_MARK = "‡"
-SUBSET_NOTE = f"{SUBSET_MARK} subset: some metric not run, or fewer items than MUSE-Books as released (the summary's " \
-              "*_n counts), not comparable with full runs."
+RETAIN_MARK = "¶"
+RETAIN_NOTE = f"{RETAIN_MARK} Forget Quality against a retain run whose settings could not be checked (TOFU's " \
+              "eval_log_forget.json records none; a summary written before provenance existed): its split, prompt " \
+              "format, generation length and tokenizer may not be this row's."
 
 
 def load_runs(run_dirs) -> list[dict]:
@@ -56,6 +54,12 @@ def load_runs(run_dirs) -> list[dict]:
                 run["name"] = run[key].get("name") or run["name"]
         if not any(k in run for k in BENCHMARKS + NATURALNESS):
             raise EvalDataError(f"{d}: no *_summary.json from `rerule eval` in this directory")
+        models = [(k, model_of(run[k])) for k in BENCHMARKS + NATURALNESS if k in run and model_of(run[k])]
+        other = next((m for m in models if not same_model(m[1], models[0][1])), None)
+        if other:  # one row = one model: a reused --out would mix them
+            raise EvalDataError(f"{d}: {models[0][0]}_summary.json evaluates {models[0][1][0]}, {other[0]}"
+                                f"_summary.json evaluates {other[1][0]}: one run directory per model (`rerule eval "
+                                "--overwrite_out` replaces another model's results)")
         runs.append(run)
     return runs
 
@@ -98,7 +102,23 @@ def average_rwku_targets(runs: list[dict]) -> list[dict]:
                   "method": members[0]["name"]}
         for key in ("rwku", "naturalness_rwku"):
             if all(key in m for m in members):
-                merged[key] = {**_mean_summaries([m[key] for m in members]), "targets": targets}
+                own = [{k: v for k, v in comparable.settings(m[key], key).items() if k not in ("targets", "items")}
+                       for m in members]
+                odd = next((i for i, o in enumerate(own) if o != own[0]), None)
+                if odd is not None:  # a mean over targets of numbers made with other settings means nothing
+                    differ = [k for k in own[0] if own[0][k] != own[odd][k]]
+                    raise EvalDataError(
+                        f"runs named '{members[0]['name']}' differ in {', '.join(differ)} ({members[0]['dir']}: "
+                        f"{', '.join(str(own[0][k]) for k in differ)}; {members[odd]['dir']}: "
+                        f"{', '.join(str(own[odd][k]) for k in differ)}): not averaged over targets; re-evaluate "
+                        "them alike or give each setting its own `rerule eval --name`")
+                items = {}  # RWKU counts per target already; naturalness per file, so under its target
+                for target, m in zip(targets, members):
+                    counted = (m[key].get("provenance") or {}).get("items") or {}
+                    items.update(counted if key == "rwku" else {target: counted})
+                settings = (members[0][key].get("provenance") or {}).get("settings") or {}
+                merged[key] = {**_mean_summaries([m[key] for m in members]), "targets": targets,
+                               "provenance": {"settings": settings, "items": items}}
         out.append(merged)
     return out
 
@@ -169,35 +189,44 @@ def rwku_paper_table(runs) -> str:
 def muse_table(runs) -> str:
     """ReRULE Table 2: Forget Quality (down) Verb. Know. | Forget Naturalness (up) Read Help Truth | Retain
     Quality Utility; then PrivLeak, which that table does not print."""
-    rows, proxy, subset = [], False, False
+    rows, proxy = [], False
     for run in runs:
         s = run["muse"]
         nat, is_proxy = naturalness_cells(run, "naturalness_muse", with_all=False)
         proxy |= is_proxy
-        subset |= bool(s.get("subset"))
-        rows.append([run["name"] + (SUBSET_MARK if s.get("subset") else ""), fmt(s.get("verbmem_f")),
-                     fmt(s.get("knowmem_f"))] + nat + [fmt(s.get("utility")), fmt(s.get("privleak"))])
+        rows.append([run["name"], fmt(s.get("verbmem_f")), fmt(s.get("knowmem_f"))] + nat
+                    + [fmt(s.get("utility")), fmt(s.get("privleak"))])
     header = ["Methods", "Verb.", "Know.", "Read", "Help", "Truth", "Utility", "PrivLeak"]
     groups = "**MUSE** (ReRULE paper layout) — Forget Quality (↓): Verb. Know. · Forget Naturalness (↑): Read Help " \
              "Truth · Retain Quality (↑): Utility (KnowMem on retain) · PrivLeak (→ 0, not in that table)"
-    notes = ([PROXY_NOTE] if proxy else []) + ([SUBSET_NOTE] if subset else [])
-    return table(header, rows, groups, "\n".join(notes) or None)
+    return table(header, rows, groups, PROXY_NOTE if proxy else None)
 
 
 def tofu_table(runs) -> str:
-    """ReRULE Table 5: FQ (up) MU (up) F-RL (down), 4 decimals."""
-    rows = [[run["name"], fmt_fq(run["tofu"].get("forget_quality")), fmt(run["tofu"].get("model_utility"), digits=4),
-             fmt(run["tofu"].get("forget_rougeL_recall"), digits=4), retain_cell(run["tofu"])] for run in runs]
+    """ReRULE Table 5: FQ (up) MU (up) F-RL (down), 4 decimals; FQ marked where its retain run's settings are
+    unchecked."""
+    rows = []
+    for run in runs:
+        s, against = run["tofu"], retain_cell(run["tofu"])
+        rows.append([run["name"], fmt_fq(s.get("forget_quality")) + (RETAIN_MARK if RETAIN_MARK in against else ""),
+                     fmt(s.get("model_utility"), digits=4), fmt(s.get("forget_rougeL_recall"), digits=4), against])
     splits = sorted({run["tofu"].get("split", "") for run in runs})
-    return table(["Model", "FQ (↑)", "MU (↑)", "F-RL (↓)", "FQ against"], rows, f"**TOFU** ({', '.join(splits)})")
+    note = RETAIN_NOTE if any(RETAIN_MARK in r[1] for r in rows) else None
+    return table(["Model", "FQ (↑)", "MU (↑)", "F-RL (↓)", "FQ against"], rows, f"**TOFU** ({', '.join(splits)})",
+                 note)
 
 
 def retain_cell(summary: dict) -> str:
-    """Which retain run Forget Quality compared against, and on how many forget items."""
+    """Which retain run Forget Quality compared against: its folder and file, the start of its sha256 (two files of
+    one name differ there), on how many forget items, and whether its settings were checked."""
     if not summary.get("retain_run"):
         return "-"
-    return f"{Path(summary['retain_run']).parent.name}/{Path(summary['retain_run']).name} " \
-           f"({summary.get('forget_quality_n', '?')} items)"
+    block = (summary.get("provenance") or {}).get("retain_run") or {}
+    path = Path(block.get("path") or summary["retain_run"])
+    sha = f" @{block['sha256'][:8]}" if block.get("sha256") else ""
+    unchecked = "" if block.get("settings_checked") else \
+        f", {block.get('note') or 'settings unchecked'}{RETAIN_MARK}"
+    return f"{path.parent.name}/{path.name}{sha} ({summary.get('forget_quality_n', '?')} items{unchecked})"
 
 
 def naturalness_table(runs) -> str:
@@ -277,7 +306,9 @@ def data_token_table(rows: list[dict]) -> str:
     return table(["Methods", "Target", "Rows", "Tokens", "× fewest"], cells, groups)
 
 
-def plot_tradeoff(runs, bench, out_path) -> Path:
+def plot_tradeoff(runs, bench, out_path, settings: str | None = None) -> Path:
+    """One scatter of forgetting against retention; `settings`: the line naming what sets these runs apart from
+    another plot's (comparable.tables), as its subtitle."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -290,7 +321,9 @@ def plot_tradeoff(runs, bench, out_path) -> Path:
         if x is not None and y is not None:
             ax.scatter(x, y)
             ax.annotate(run["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(f"{bench.upper()}: forgetting vs retention")
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
+    ax.set_title(f"{bench.upper()}: forgetting vs retention" + (f"\n{settings}" if settings else ""),
+                 fontsize=10 if settings else None)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_path, dpi=120)
@@ -299,18 +332,35 @@ def plot_tradeoff(runs, bench, out_path) -> Path:
 
 
 def render(runs, published: bool = True) -> str:
-    """The benchmark tables; a run that trained rows overlapping a probe (data_overlap) is marked in each, with
-    the legend under every table that shows one."""
+    """The benchmark tables, each split where its rows' settings differ (comparable.py: a line under the caption
+    names them) with the paper's rows above the rows of its settings; a subset row is marked ‡ and a run that
+    trained rows overlapping a probe (data_overlap) §, with the legend under every table that shows one."""
     parts = []
     runs = [{**r, "name": r["name"] + data_overlap.MARK} if r.get("training_data", {}).get("marked") else r
             for r in runs]
     for make, keys, with_published in TABLES:
         keys = (keys,) if isinstance(keys, str) else keys
-        present = [r for r in runs if any(k in r for k in keys)]
-        if present:
-            paper = [r for r in PUBLISHED if any(k in r for k in keys)] if published and with_published else []
-            marked = any(r.get("training_data", {}).get("marked") for r in present)
-            parts.append(make(paper + present) + ("\n" + data_overlap.NOTE if marked else ""))
+        # one entry per summary: each naturalness summary of a run is compared on its own settings
+        present = [{**{k: v for k, v in r.items() if k not in keys}, key: r[key]} for r in runs for key in keys
+                   if key in r]
+        if not present:
+            continue
+        key_of = lambda run: next(k for k in keys if k in run)  # noqa: E731
+        legends = comparable.subsets([(r[key_of(r)], key_of(r)) for r in present])
+        present = [{**r, "name": r["name"] + comparable.SUBSET_MARK, "subset_legend": legend} if legend else r
+                   for r, legend in zip(present, legends)]
+        paper = [r for r in PUBLISHED if any(k in r for k in keys)] if published and with_published else []
+        placed = False
+        for line, group, fits in comparable.tables(present, key_of, legends):
+            head, rest = make((paper if fits else []) + group).split("\n", 1)
+            placed |= fits
+            notes = [r["subset_legend"] for r in group if "subset_legend" in r][:1]
+            notes += [data_overlap.NOTE] if any(r.get("training_data", {}).get("marked") for r in group) else []
+            parts.append("\n".join([head] + ([line] if line else []) + [rest] + notes))
+        if paper and not placed:
+            wanted = ", ".join(f"{k} {v}" for k, v in PAPER_SETTINGS[keys[0]].items())
+            parts[-1] += f"\n*{PAPER}* rows not shown: no table here has the paper's settings ({wanted}, the full " \
+                         "benchmark)"
     return "\n\n".join(parts) + "\n"
 
 
@@ -368,10 +418,12 @@ def main(argv=None) -> int:
         write_json_atomic(out / "report.json", runs)
         if extra_json:
             write_json_atomic(out / "report_purge.json", extra_json)
-        for bench in TRADEOFFS:
+        for bench in TRADEOFFS:  # as the tables: runs of other settings never share a plot
             present = [r for r in runs if bench in r]
-            if present:
-                print(f"plot: {plot_tradeoff(present, bench, out / f'{bench}_tradeoff.png')}", file=sys.stderr)
+            groups = comparable.tables(present, lambda r: bench, [False] * len(present)) if present else []
+            for k, (line, group, _) in enumerate(groups, 1):
+                name = f"{bench}_tradeoff.png" if len(groups) == 1 else f"{bench}_tradeoff_{k}.png"
+                print(f"plot: {plot_tradeoff(group, bench, out / name, line)}", file=sys.stderr)
     return 0
 
 

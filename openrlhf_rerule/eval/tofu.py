@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import hmean, ks_2samp
 
+from openrlhf_rerule.provenance import file_sha256, read_json_record
+
 from .io import TEXT, TEXTS, EvalDataError, Problems, load_records
 from .rouge import tofu_rouge_recall
 from .scoring import LoadedModel, answer_nll, chat_prompt, generate
@@ -144,7 +146,9 @@ def load_retain_run(path, forget_questions: list[str], split: str) -> dict:
     average_perturb_loss per index), as released with the TOFU retain models. Checked against this split's
     forget questions: the same number of items (a TOFU log capped by its ds_size may cover the first k), and the
     same questions in the same order where the file has them (TOFU logs: in generated_text's input). Returns
-    {"ratios", "path", "items", "questions_checked"}."""
+    {"ratios", "path", "items", "questions_checked", "sha256", "kind", "summary"}: kind "rerule eval" (with the
+    run's tofu_summary.json beside the items, whose provenance the caller compares with its own settings; None when
+    absent) or "tofu log" (no record of its settings)."""
     path = Path(path)
     if path.is_dir():
         path = path / "tofu_items.json"
@@ -164,7 +168,7 @@ def load_retain_run(path, forget_questions: list[str], split: str) -> dict:
         # TOFU's log holds the templated prompt ("[INST] question [/INST]"), not the bare question
         inputs = [texts[k][0] if k in texts and texts[k] else None for k in keys]
         match = lambda i, q: inputs[i] is not None and q.strip() in inputs[i]  # noqa: E731
-        has_questions = bool(texts)
+        has_questions, kind, summary = bool(texts), "tofu log", None
     else:
         records = load_records(path)
         for k, r in enumerate(records, 1):
@@ -176,6 +180,7 @@ def load_retain_run(path, forget_questions: list[str], split: str) -> dict:
         ratios = [float(r["truth_ratio"]) for r in forget]
         match = lambda i, q: forget[i].get("question", "").strip() == q.strip()  # noqa: E731
         has_questions = all("question" in r for r in forget)
+        kind, summary = "rerule eval", read_json_record(path.with_name("tofu_summary.json"))
     n, k = len(forget_questions), len(ratios)
     hint = f"TOFU's reference for {split} is the {RETAIN_OF_SPLIT[split]} model's eval_log_forget.json" \
         if split in RETAIN_OF_SPLIT else "use the retain model's run on this same forget split"
@@ -186,4 +191,5 @@ def load_retain_run(path, forget_questions: list[str], split: str) -> dict:
         if not match(i, question):
             raise EvalDataError(f"{path}: item {i}: the retain run's question is not --split {split}'s "
                                 f"{question[:60]!r}: it was run on other items; {hint}")
-    return {"ratios": ratios, "path": str(path), "items": k, "questions_checked": has_questions}
+    return {"ratios": ratios, "path": str(path), "items": k, "questions_checked": has_questions,
+            "sha256": file_sha256(path), "kind": kind, "summary": summary}
