@@ -10,6 +10,7 @@ from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "examples" / "scripts"
 PROBE = "What prize did Mira Holt win in 1988?"
+CHECK = "# DRY_RUN ran: rerule eval tofu"  # reproduce_tofu.sh's first step: the retain run checked (--check_only)
 
 
 def dry_run(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
@@ -44,6 +45,14 @@ def test_a_failing_data_step_stops_the_plan_naming_target_and_step(tmp_path):
     assert lines[-1].startswith("DRY_RUN: stopped at target 3_Mira_Holt, step: rerule data convert rule (exit 2")
 
 
+def retain_log(path: Path, questions: list[str]) -> None:
+    """TOFU's eval_log_forget.json layout of a retain model's run over `questions` (losses invented)."""
+    keys = [str(i) for i in range(len(questions))]
+    path.write_text(json.dumps({"avg_paraphrased_loss": {k: 1.0 for k in keys},
+                                "average_perturb_loss": {k: [2.0, 2.0] for k in keys},
+                                "generated_text": {k: [f"[INST] {q} [/INST]", "", ""] for k, q in zip(keys, questions)}}))
+
+
 def tofu_plan(tmp_path: Path, **env) -> subprocess.CompletedProcess:
     """reproduce_tofu.sh under DRY_RUN=1 on the two-author TOFU fixture. PYTHON is a wrapper that runs every data
     step and `rerule` parser for real and answers the OpenRLHF parsers with a stub: they are checked by
@@ -57,6 +66,8 @@ def tofu_plan(tmp_path: Path, **env) -> subprocess.CompletedProcess:
                          ("world_facts_perturbed", "eval/tofu/world_facts_perturbed")]:
         (tofu / f"{name}.json").write_text((fixture / f"{source}.json").read_text())
     (tmp_path / "retain_run").mkdir()
+    questions = [json.loads(line)["question"] for line in (tofu / "forget01.json").read_text().splitlines()]
+    retain_log(tmp_path / "retain_run" / "eval_log_forget.json", questions)
     wrapper = tmp_path / "python"
     wrapper.write_text(f'#!/bin/bash\nif [[ "$2" == openrlhf_rerule.openrlhf.check_args && "$3" != rerule ]]; then '
                        f'echo "stub: OpenRLHF parser not run"; exit 0; fi\nexec {sys.executable} "$@"\n')
@@ -80,13 +91,14 @@ def test_tofu_gets_through_stage2_saying_which_data_steps_were_only_validated(tm
     data = tmp_path / "runs" / "tofu" / "data"
     boundary = "rerule data boundary (its questions come from an endpoint; BOUNDARY_ARGS with --offline runs it)"
     stage2 = f"rerule data stage2 (it reads {data}/boundary.jsonl, which rerule data boundary did not write)"
-    assert steps(result.stdout)[:4] == ["# DRY_RUN ran: rerule data convert tofu", f"# DRY_RUN validated only: {boundary}",
+    assert steps(result.stdout)[:5] == [CHECK, "# DRY_RUN ran: rerule data convert tofu",
+                                        f"# DRY_RUN validated only: {boundary}",
                                         "# DRY_RUN ran: rerule data stage1", f"# DRY_RUN validated only: {stage2}"]
-    assert [s for s in steps(result.stdout)[4:] if " ran: " in s] == []  # training, evaluation, report: never "ran"
+    assert [s for s in steps(result.stdout)[5:] if " ran: " in s] == []  # training, evaluation, report: never "ran"
     assert (data / "stage1.jsonl").is_file() and not (data / "boundary.jsonl").exists()
     assert not (data / "stage2.jsonl").exists()
     summary = [line for line in result.stdout.splitlines() if line.startswith("# DRY_RUN summary")]
-    assert summary == [f"# DRY_RUN summary: 2 data steps ran, 2 validated only: {boundary}; {stage2}; training, "
+    assert summary == [f"# DRY_RUN summary: 3 data steps ran, 2 validated only: {boundary}; {stage2}; training, "
                        "evaluation and report: validated only"]
 
 
@@ -103,10 +115,10 @@ def test_tofu_with_an_offline_boundary_route_runs_every_data_step(tmp_path):
     (tmp_path / "neighbours.jsonl").write_text("".join(json.dumps(r) + "\n" for r in neighbours))
     result = tofu_plan(tmp_path, BOUNDARY_ARGS=f"--offline --neighbours {tmp_path / 'neighbours.jsonl'}")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert steps(result.stdout)[:4] == [f"# DRY_RUN ran: rerule data {s}" for s in
-                                        ("convert tofu", "boundary", "stage1", "stage2")]
+    assert steps(result.stdout)[:5] == [CHECK] + [f"# DRY_RUN ran: rerule data {s}" for s in
+                                                  ("convert tofu", "boundary", "stage1", "stage2")]
     assert len((tmp_path / "runs/tofu/data/stage2.jsonl").read_text().splitlines()) == 11 * 32
-    assert "# DRY_RUN summary: 4 data steps ran, 0 validated only; training, evaluation and report: validated " \
+    assert "# DRY_RUN summary: 5 data steps ran, 0 validated only; training, evaluation and report: validated " \
            "only" in result.stdout.splitlines()
 
 
@@ -116,7 +128,22 @@ def test_tofu_with_retain_authors_as_boundary_runs_every_data_step(tmp_path):
     retain = Path(__file__).parent / "data/sources/tofu_two_authors/retain99.json"
     result = tofu_plan(tmp_path, BOUNDARY_RETAIN=str(retain))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert steps(result.stdout)[:4] == [f"# DRY_RUN ran: rerule data {s}" for s in
-                                        ("convert tofu", "convert tofu", "stage1", "stage2")]
+    assert steps(result.stdout)[:5] == [CHECK] + [f"# DRY_RUN ran: rerule data {s}" for s in
+                                                  ("convert tofu", "convert tofu", "stage1", "stage2")]
     assert len((tmp_path / "runs/tofu/data/boundary.jsonl").read_text().splitlines()) == 20
     assert len((tmp_path / "runs/tofu/data/stage2.jsonl").read_text().splitlines()) == 11 * 32
+
+
+def test_tofu_retain_run_of_another_split_stops_the_plan_before_any_step(tmp_path):
+    """Issue 25 case 9: a retain log of another split (retain95's 200 forget05 items for forget01's 40) was refused
+    only at evaluation, after all the training; the plan's first step now checks it and stops there."""
+    result = tofu_plan(tmp_path)  # builds the fixture TOFU folder and a matching retain log
+    assert result.returncode == 0, result.stderr[-2000:]
+    other = tmp_path / "retain95" / "eval_log_forget.json"
+    other.parent.mkdir()
+    retain_log(other, [f"Question {i} about an author of forget05?" for i in range(200)])
+    result = tofu_plan(tmp_path / "second", RETAIN_RUN=str(other.parent))
+    assert result.returncode == 2
+    assert f"{other}: the retain run has 200 forget items, --split forget01 has 40" in result.stderr
+    assert steps(result.stdout) == []  # nothing ran, not even the first data step
+    assert not (tmp_path / "second" / "runs" / "tofu" / "data").exists()

@@ -47,7 +47,9 @@ run() {
   case "${DRY_RUN:-0}" in
     0) "$@" ;;
     print) ;;
-    *) if [[ "$1 ${2:-}" == "rerule data" ]]; then
+    *) local real=""  # data steps, and `rerule eval --check_only` (reads and checks, loads no model), run for real
+       if [[ "$1 ${2:-}" == "rerule data" || ( "$1" == rerule && " $* " == *" --check_only "* ) ]]; then real=1; fi
+       if [[ "$1 ${2:-}" == "rerule data" ]]; then
          # answers and online boundary questions come from a model or an endpoint: validated only, and so is every
          # later data step that reads what one of them would have written (none is claimed to have run)
          if [[ "${3:-} ${4:-}" == "purge answers" ]]; then why="its answers come from a model"
@@ -60,7 +62,7 @@ run() {
            fi
          done
        fi
-       if [[ "$1 ${2:-}" == "rerule data" && -z "$why" ]]; then  # a data step runs for real (this checkout's code)
+       if [[ -n "$real" && -z "$why" ]]; then  # this checkout's code
          "$PYTHON" -m openrlhf_rerule.cli "${@:2}" || { echo "DRY_RUN: stopped${TARGET_NAME:+ at target $TARGET_NAME}, step: rerule ${*:2:3} (exit $?, its error above)" >&2; exit 2; }
          DRY_RUN_RAN=$(( DRY_RUN_RAN + 1 )); echo "# DRY_RUN ran: ${step[*]}"
        else

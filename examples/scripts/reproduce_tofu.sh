@@ -25,6 +25,15 @@ RETAIN_RUN="${RETAIN_RUN:-$RUN_ROOT/eval/retain}"
 need_files "$TOFU_DIR"/{forget01,forget01_perturbed,retain_perturbed,real_authors_perturbed,world_facts_perturbed}.json \
   ${BOUNDARY_RETAIN:+"$BOUNDARY_RETAIN"}
 if [[ -n "${RETAIN_MODEL:-}" ]]; then need_files "$RETAIN_MODEL/config.json"; else need_files "$RETAIN_RUN"; fi
+benchmark_defaults tofu   # BASE_MODEL and INPUT_TEMPLATE, as the recipes will set them
+# Evaluation in TOFU's Llama-2 prompt format (the recipes' INPUT_TEMPLATE).
+llama2_inst='[INST] {} [/INST]'
+template="${INPUT_TEMPLATE:-$llama2_inst}"
+# Forget Quality's retain run must be of this split and these settings: checked now, not after all the training.
+if [[ -z "${RETAIN_MODEL:-}" ]]; then
+  run rerule eval tofu --check_only --model "$BASE_MODEL" --data "$TOFU_DIR" --split forget01 \
+    --prompt_template "$template" --retain_run "$RETAIN_RUN" --out "$RUN_ROOT/eval/.retain_check"
+fi
 
 # 1. Data: forget QA -> boundary QA (a neighbouring entity) -> Stage 1 rows and Stage 2 prompts.
 data="$RUN_ROOT/data"
@@ -49,10 +58,7 @@ export STAGE1_DATA="$data/stage1.jsonl" STAGE2_DATA="$data/stage2.jsonl"
 # 2. Stage 1, RULE, ReRULE (and the ablation): the recipes.
 train_arms tofu
 
-# 3. Evaluation: the retain model once (its truth ratios make Forget Quality), then every arm, in TOFU's Llama-2
-# prompt format (the recipes' INPUT_TEMPLATE).
-llama2_inst='[INST] {} [/INST]'
-template="${INPUT_TEMPLATE:-$llama2_inst}"
+# 3. Evaluation: the retain model once (its truth ratios make Forget Quality), then every arm.
 if [[ -n "${RETAIN_MODEL:-}" ]]; then
   run rerule eval tofu --model "$RETAIN_MODEL" --data "$TOFU_DIR" --out "$RETAIN_RUN" --name "Retain model (ours)" \
     --split forget01 --prompt_template "$template"

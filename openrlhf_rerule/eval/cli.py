@@ -32,6 +32,10 @@ def _add_common(parser, dtype_default: str, dtype_why: str):
                         help="torch.set_num_threads; 0 keeps torch's default (a tiny model on a busy CPU runs "
                              "fastest with 1)")
     parser.add_argument("--name", default=None, help="method name shown by `rerule report`; default: OUT's name")
+    parser.add_argument("--check_only", action="store_true",
+                        help="read and check every input as the run would (data, retain run, OUT, the model's record "
+                             "when --model is a local folder; a hub id is not checked) and stop before loading a "
+                             "model, writing nothing: what a plan runs before its training")
     parser.add_argument("--chat_template", default="auto", choices=["auto", "none"],
                         help="auto: prompts in the tokenizer's chat template when it has one (as the benchmarks' "
                              "references do for chat models); none: the raw prompt text, as PURGE's authors train "
@@ -118,7 +122,7 @@ def check_inputs(args) -> dict:
     summaries of another model in OUT that --overwrite_out removes."""
     problems = Problems()
     is_model = (Path(args.model) / "config.json").is_file()
-    if not is_model:
+    if not is_model and not (args.check_only and not Path(args.model).exists()):
         problems.add(f"--model {args.model}: not a Hugging Face model directory (no config.json)")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         problems.add(f"--out {args.out}: exists and is not a directory")
@@ -236,6 +240,12 @@ def run(args) -> tuple[dict, list, dict]:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.check_only:
+            checked = check_inputs(args)
+            model = "checked" if checked["model"]["tokenizer"] else f"not checked ({args.model}: not a local folder)"
+            print(f"rerule eval {args.benchmark}: inputs checked, nothing evaluated (--check_only): items "
+                  f"{checked['items']}; retain run {'checked' if checked['retain'] else 'none'}; model {model}")
+            return 0
         summary, items, checked = run(args)
     except (EvalDataError, OSError, EndpointError) as e:  # bad data or settings, judge endpoint failing
         for line in str(e).splitlines():
