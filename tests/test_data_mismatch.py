@@ -111,15 +111,14 @@ def rwku(tmp_path, capsys):
 
 def test_every_converted_file_records_its_role_and_sources(rwku, tmp_path, capsys):
     folder = SOURCES / "rwku" / "7_Mira_Holt"
-    for rel, role in (("eval/forget.jsonl", "evaluation"), ("eval/neighbor.jsonl", "evaluation"),
-                      ("train/forget.jsonl", "training")):
+    made_from = {"eval/forget.jsonl": ("evaluation", ["forget_level1.json", "forget_level2.json"]),
+                 "eval/neighbor.jsonl": ("evaluation", ["neighbor_level1.json"]),
+                 "train/forget.jsonl": ("training", ["reject.json", "passage.json"])}
+    for rel, (role, names) in made_from.items():
         meta = json.loads((rwku / f"{rel}.meta.json").read_text())
         assert meta["role"] == role and meta["benchmark"] == "rwku" and meta["rows"] == len(read_jsonl(rwku / rel))
-        assert {s["path"]: s["sha256"] for s in meta["sources"]}.get(str((folder / (
-            "forget_level1.json" if rel.startswith("eval/forget") else "neighbor_level1.json" if "neighbor" in rel
-            else "reject.json")).resolve())) == sha256(folder / ("forget_level1.json" if rel.startswith("eval/forget")
-                                                                 else "neighbor_level1.json" if "neighbor" in rel
-                                                                 else "reject.json"))
+        assert {s["path"]: s["sha256"] for s in meta["sources"]} == {
+            str((folder / name).resolve()): sha256(folder / name) for name in names}
     knowmem = SOURCES / "muse_rule" / "knowmem" / "forget_qa.json"
     cases = [(["convert", "muse", str(knowmem), "--subject", "books"], "evaluation", knowmem),
              (["convert", "tofu", str(TWO_AUTHORS)], "training", TWO_AUTHORS)]
@@ -138,7 +137,8 @@ def test_every_converted_file_records_its_role_and_sources(rwku, tmp_path, capsy
 
 @pytest.mark.parametrize("step", ["stage1", "stage2_forget", "stage2_boundary", "boundary", "muse_stage1"])
 def test_an_evaluation_file_is_refused_as_training_input(rwku, tmp_path, capsys, step):
-    probes, neighbours, train = rwku / "eval" / "forget.jsonl", rwku / "eval" / "neighbor.jsonl", rwku / "train" / "forget.jsonl"
+    probes, neighbours = rwku / "eval" / "forget.jsonl", rwku / "eval" / "neighbor.jsonl"
+    train = rwku / "train" / "forget.jsonl"
     out = tmp_path / "out.jsonl"
     if step == "muse_stage1":
         probes = tmp_path / "knowmem.jsonl"
@@ -148,7 +148,8 @@ def test_an_evaluation_file_is_refused_as_training_input(rwku, tmp_path, capsys,
         "stage1": (["stage1", "--forget", str(probes)], f"--forget {probes}"),
         "muse_stage1": (["stage1", "--forget", str(probes)], f"--forget {probes}"),
         "stage2_forget": (["stage2", "--forget", str(probes), "--boundary", str(neighbours)], f"--forget {probes}"),
-        "stage2_boundary": (["stage2", "--forget", str(train), "--boundary", str(neighbours)], f"--boundary {neighbours}"),
+        "stage2_boundary": (["stage2", "--forget", str(train), "--boundary", str(neighbours)],
+                            f"--boundary {neighbours}"),
         "boundary": (["boundary", "--forget", str(probes), "--base_url", "http://127.0.0.1:9"], f"--forget {probes}"),
     }[step]
     code, _, err = run(["data", *argv, "--out", str(out)], capsys)

@@ -186,12 +186,14 @@ def tofu_authors(path, records: list[dict], pairs: list[tuple[str, str]]) -> lis
     naming = Counter(name for names in named for name in names)
     authors = []
     for record, names in zip(records, named):
-        ranked = sorted(names, key=lambda n: (-naming[n], -len(n.split()), n))
-        if not ranked or naming[ranked[0]] < 2:
-            raise DataError(path, record["__line__"], "question", "neither the question nor its answer names an author "
-                            "that another record of the file names (TOFU names each fictitious author in the author's "
-                            "QA pairs): not a TOFU QA file, or pass --subject NAME if the whole file is about one subject")
-        if len(ranked) > 1 and (naming[ranked[1]], len(ranked[1].split())) == (naming[ranked[0]], len(ranked[0].split())):
+        rank = {n: (-naming[n], -len(n.split())) for n in names}
+        ranked = sorted(names, key=lambda n: (rank[n], n))
+        if not ranked or naming[ranked[0]] < 2:  # a name only one record holds is no author with 20 QA pairs
+            raise DataError(path, record["__line__"], "question", "neither the question nor its answer names an "
+                            "author that another record of the file names (TOFU names each fictitious author in the "
+                            "author's QA pairs): not a TOFU QA file, or pass --subject NAME if the whole file is about "
+                            "one subject")
+        if len(ranked) > 1 and rank[ranked[1]] == rank[ranked[0]]:
             raise DataError(path, record["__line__"], "question", f"names two authors equally ({ranked[0]!r}, "
                             f"{ranked[1]!r}): whose QA pair is it? pass --subject NAME, or fix the record")
         authors.append(ranked[0])

@@ -2,6 +2,7 @@
 (role "training" or "evaluation", the sources with their sha256, the benchmark; roles.py)."""
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 from openrlhf_rerule.cli_convention import UserError, number
@@ -71,7 +72,7 @@ def cmd_convert(args):
         rows = convert.from_tofu(args.input, args.kind, args.subject, args.exclude, counts)
         if args.exclude:
             note = f"; {counts['excluded']} rows dropped as questions of {', '.join(args.exclude)}"
-        counts["subjects"] = {s: sum(r["subject"] == s for r in rows) for s in dict.fromkeys(r["subject"] for r in rows)}
+        counts["subjects"] = dict(Counter(r["subject"] for r in rows))  # in order of first appearance
         subjects = list(counts["subjects"])
         note += f"; subjects: {', '.join(repr(s) for s in subjects[:6])}{' ...' if len(subjects) > 6 else ''}"
     elif args.source == "muse_raw":

@@ -29,7 +29,8 @@ _RELEASED_EVALUATION = [
      "TOFU's retain / real-author / world-fact evaluation sets"),
     (re.compile(r"^rl_rejection_eval", re.I), "the RULE authors' validation files (rl_rejection_eval*)"),
 ]
-_MUSE_EVAL_FOLDERS = {"knowmem": "MUSE's KnowMem QA", "verbmem": "MUSE's VerbMem set", "privleak": "MUSE's PrivLeak sets"}
+_MUSE_EVAL_FOLDERS = {"knowmem": "MUSE's KnowMem QA", "verbmem": "MUSE's VerbMem set",
+                      "privleak": "MUSE's PrivLeak sets"}
 
 
 def released_evaluation(path) -> str | None:
@@ -48,8 +49,8 @@ def is_evaluation(path) -> bool:
 
 def add_allow_argument(p) -> None:
     p.add_argument(ALLOW_FLAG, action="store_true",
-                   help="train on an input whose sidecar says role \"evaluation\" (a WARNING; recorded in OUT.meta.json "
-                        "as \"allowed\"); without it such an input is refused")
+                   help="train on an input whose sidecar says role \"evaluation\" (a WARNING; recorded in "
+                        "OUT.meta.json as \"allowed\"); without it such an input is refused")
 
 
 def check_training_inputs(command: str, inputs: list[tuple[str, str]], allow: bool | None) -> tuple[list, list]:
@@ -68,9 +69,10 @@ def check_training_inputs(command: str, inputs: list[tuple[str, str]], allow: bo
                   "which are evaluation data: make sure it is not an evaluation set", file=sys.stderr)
     if flagged and not allow:
         override = f", or {ALLOW_FLAG} to train on it anyway (recorded in the output's sidecar)" if allow is not None \
-            else ""
-        raise UserError(f"{command} {' and '.join(flagged)}: an evaluation file (role \"evaluation\" in its .meta.json "
-                        f"sidecar): training on it trains on the test; pass it to --eval instead{override}")
+            else " (this command has no override)"
+        what, it = ("an evaluation file", "it") if len(flagged) == 1 else ("evaluation files", "them")
+        raise UserError(f"{command} {' and '.join(flagged)}: {what} (field 'role' of the .meta.json sidecar: "
+                        f"\"evaluation\"): training on the test; pass {it} to --eval instead{override}")
     for item in flagged:
         print(f"WARNING: {command} {item}: an evaluation file, trained on as you asked ({ALLOW_FLAG}); the output's "
               "sidecar records it", file=sys.stderr)
@@ -100,6 +102,6 @@ def refuse_shared_prompts(command: str, roles: list[tuple[str, str, list[dict]]]
         if clashes:
             (line_b, line_a), n = min(clashes.values()), len(clashes)
             raise UserError(f"{command} {flag_b} {path_b} shares {n} prompt{'s' if n > 1 else ''} with {flag_a} "
-                            f"{path_a} (equal after casefolding and removing punctuation); first: {path_b} line "
-                            f"{line_b} = {path_a} line {line_a}: a prompt has one role in a training file; remove it "
-                            "from one of them")
+                            f"{path_a} (field 'prompt', equal after casefolding and removing punctuation); first: "
+                            f"{path_b} line {line_b} = {path_a} line {line_a}: a prompt has one role in a training "
+                            "file; remove it from one of them")
