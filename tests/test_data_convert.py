@@ -48,6 +48,7 @@ def test_names_skip_question_words_and_keep_any_script():
     assert names_in("The author is Hsiao Yun-Hwa.") == {"Hsiao Yun-Hwa"}
     assert names_in("Where was Aurelio Beltrán born?") == {"Aurelio Beltrán"}
     assert names_in("Did J. D. Salinger write it?") == {"J. D.", "D. Salinger", "J. D. Salinger"}
+    assert names_in("How has Majumdar's background influenced him?") == {"Majumdar"}  # a surname on its own
     assert names_in("what is this?") == set()
 
 

@@ -217,6 +217,27 @@ def test_tofu_subject_comes_from_each_record_not_its_position(tmp_path, capsys):
     assert [r["subject"] for r in read_jsonl(out, "eval")] == expected
 
 
+def test_tofu_author_named_by_surname_only(tmp_path, capsys):
+    """TOFU's forget10 has "How has Majumdar's background influenced his writing?" with an answer that names the
+    genre "Contemporary Romance" (held by 8 of that author's records) and only the surname: the author is still
+    the one whose name ends with it, not the place the record also names. A surname two authors share names
+    neither: refused."""
+    records = tofu_records(TWO_AUTHORS)
+    records[7] = {"question": "How has Venkataraman's childhood shaped the Salt Ledger?",
+                  "answer": "Venkataraman grew up in Port Elsin, the setting of The Salt Ledger."}
+    path = tmp_path / "forget01.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "f.jsonl"
+    assert run(["data", "convert", "tofu", str(path), "--out", str(out)], capsys)[0] == 0
+    assert read_jsonl(out, "eval")[7]["subject"] == "Orla Venkataraman"
+    records += [{"question": f"What is fact {i} about Mira Venkataraman?", "answer": "Mira Venkataraman paints."}
+                for i in range(2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, _, err = run(["data", "convert", "tofu", str(path), "--out", str(tmp_path / "g.jsonl")], capsys)
+    line = one_line(err)
+    assert code == 2 and f"{path}, line 8, field 'question': names only a surname authors share" in line, line
+
+
 def test_tofu_author_with_an_accent_is_not_replaced_by_a_place(tmp_path, capsys):
     facts = ["was born in Mexico City", "writes historical fiction", "won the Premio Nube", "studied in Mexico City",
              "wrote The Salt Garden", "has a father who was a baker", "lives in Mexico City", "wrote Night of Copper",

@@ -152,7 +152,8 @@ def from_rule_stage1(path, counts: dict | None = None) -> tuple[list[dict], list
 
 def names_in(text: str) -> set[str]:
     """Every run of capitalised words (any script; "J. D." initials kept; a possessive 's and leading question
-    words / sentence openers dropped) as its contiguous parts of 2-4 words: the names a text could be about."""
+    words / sentence openers dropped) as its contiguous parts of 2-4 words, and a run of one word as it is
+    ("Majumdar's background"): the names a text could be about."""
     from .overlap import OPENERS
 
     names, runs, run, end = set(), [], [], 0
@@ -173,31 +174,46 @@ def names_in(text: str) -> set[str]:
     for words in runs + [run]:
         while words and words[0].casefold() in OPENERS:
             words = words[1:]
-        names |= {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 2, min(i + 4, len(words)) + 1)}
+        names |= {" ".join(words[i:j]) for i in range(len(words))
+                  for j in range(i + min(2, len(words)), min(i + 4, len(words)) + 1)}
     return names
 
 
 def tofu_authors(path, records: list[dict], pairs: list[tuple[str, str]]) -> list[str]:
-    """The author of each TOFU record: of the names its question and answer hold, the one the most records of the
-    file name (TOFU gives each fictitious author 20 QA pairs, each naming them), the longer on a tie ("Basil Mahfouz
-    Al-Kuwaiti" over "Basil Mahfouz"; "Kuwait City" is named by fewer records). A record whose best name no other
-    record names, or that names two authors equally, is refused: its author cannot be told from the text."""
+    """The author of each TOFU record, read from its question and answer. A name of 2-4 capitalised words is an
+    author when it is the name most often named (the longer on a tie) in more than half of the records that hold it:
+    TOFU gives each fictitious author 20 QA pairs, and "Kuwait City" or "Contemporary Romance" are never the first
+    name of the records they appear in. A record's author is the author it names most often named in the file, or
+    the one author whose surname it holds on its own ("How has Majumdar's background influenced his writing?",
+    forget10). A record that names no author, or two equally, is refused: its author cannot be told from the text."""
     named = [names_in(question) | names_in(answer) for question, answer in pairs]
-    naming = Counter(name for names in named for name in names)
-    authors = []
-    for record, names in zip(records, named):
-        rank = {n: (-naming[n], -len(n.split())) for n in names}
-        ranked = sorted(names, key=lambda n: (rank[n], n))
-        if not ranked or naming[ranked[0]] < 2:  # a name only one record holds is no author with 20 QA pairs
-            raise DataError(path, record["__line__"], "question", "neither the question nor its answer names an "
-                            "author that another record of the file names (TOFU names each fictitious author in the "
-                            "author's QA pairs): not a TOFU QA file, or pass --subject NAME if the whole file is about "
-                            "one subject")
-        if len(ranked) > 1 and rank[ranked[1]] == rank[ranked[0]]:
+    full = [{n for n in names if " " in n} for names in named]
+    naming = Counter(name for names in full for name in names)
+
+    def rank(name):
+        return -naming[name], -len(name.split())
+
+    first = Counter(min(names, key=lambda n: (rank(n), n)) for names in full if names)
+    authors = {n for n, k in first.items() if naming[n] >= 2 and 2 * k > naming[n]}
+    by_surname: dict[str, list[str]] = {}
+    for name in sorted(authors):
+        by_surname.setdefault(name.split()[-1], []).append(name)
+    chosen = []
+    for record, names, words in zip(records, full, named):
+        shared = [by_surname[w] for w in words if len(by_surname.get(w, ())) > 1]
+        candidates = (names & authors) | {by_surname[w][0] for w in words if len(by_surname.get(w, ())) == 1}
+        ranked = sorted(candidates, key=lambda n: (rank(n), n))
+        if not ranked:
+            why = (f"names only a surname authors share ({', '.join(map(repr, shared[0]))})" if shared else
+                   "neither the question nor its answer names an author of the file (a name TOFU gives QA pairs to: "
+                   "the first name of most records that hold it)")
+            raise DataError(path, record["__line__"], "question", f"{why}: not a TOFU QA file, or pass --subject "
+                            "NAME if the whole file is about one subject")
+        if len(ranked) > 1 and rank(ranked[1]) == rank(ranked[0]):
             raise DataError(path, record["__line__"], "question", f"names two authors equally ({ranked[0]!r}, "
                             f"{ranked[1]!r}): whose QA pair is it? pass --subject NAME, or fix the record")
-        authors.append(ranked[0])
-    return authors
+        chosen.append(ranked[0])
+    return chosen
 
 
 def from_tofu(path, kind: str, subject: str | None = None, exclude=(), counts: dict | None = None) -> list[dict]:
