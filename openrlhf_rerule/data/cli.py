@@ -145,7 +145,7 @@ def cmd_split(args):
     train, heldout = split_heldout(read_jsonl(args.input, "eval"), args.fraction, seed=args.seed)
     # the training part of an evaluation file is still evaluation data: a split launders nothing
     meta = {"command": "split", "sources": [{"as": "input", **source_entry(args.input)}], "fraction": args.fraction,
-            "seed": args.seed}
+            "seed": args.seed, "prompt_format": "plain"}
     for out, rows, role in ((args.train_out, train, EVALUATION if is_evaluation(args.input) else TRAINING),
                             (args.heldout_out, heldout, EVALUATION)):
         print(f"wrote {write_with_sidecar(out, rows, 'eval', {**meta, 'role': role})} ({len(rows)} rows, role {role})")
@@ -219,7 +219,7 @@ def cmd_boundary(args):
         note = f"{dropped} unusable replies, {client.requests_sent} requests sent (the rest from the cache)"
     if not rows:
         raise DataError(args.forget, 1, "(file)", f"no boundary rows could be made ({note})")
-    meta = {"command": "boundary", "role": TRAINING, "sources": sources, "allowed": allowed,
+    meta = {"command": "boundary", "role": TRAINING, "sources": sources, "allowed": allowed, "prompt_format": "plain",
             "how": "offline swap" if args.offline else f"endpoint model {client.model}"}
     print(f"wrote {write_with_sidecar(args.out, rows, 'eval', meta)} ({len(rows)} rows; {note})")
 

@@ -35,7 +35,7 @@ def convert_rwku(folder, out_dir: Path) -> None:
         subset = [r for r in probes if r["kind"] == kind]
         if subset:
             meta = {"command": "convert rwku", "role": EVALUATION, "benchmark": "rwku", "target": target,
-                    "sources": sources("probes", probe_files[kind])}
+                    "prompt_format": "plain", "sources": sources("probes", probe_files[kind])}
             path = write_with_sidecar(out_dir / "eval" / f"{kind}.jsonl", subset, "eval", meta)
             print(f"wrote {path} ({len(subset)} {kind} probes: EVALUATION ONLY, pass it to --eval, never train on it)")
     if not train:
@@ -44,7 +44,7 @@ def convert_rwku(folder, out_dir: Path) -> None:
         return
     names = ", ".join(f"{n} from {name}" for name, n in counts.items())
     meta = {"command": "convert rwku", "role": TRAINING, "benchmark": "rwku", "target": target,
-            "sources": sources("corpus", [Path(folder) / name for name, n in counts.items() if n]),
+            "prompt_format": "plain", "sources": sources("corpus", [Path(folder) / n for n, k in counts.items() if k]),
             "counts": counts, "dropped_overlapping_a_probe": len(leaking)}
     path = write_with_sidecar(out_dir / "train" / "forget.jsonl", train, "eval", meta)
     print(f"wrote {path} ({len(train)} training forget rows: {names}; {len(leaking)} dropped as overlapping a probe)")
@@ -80,7 +80,7 @@ def cmd_convert(args):
     else:
         rows = convert.from_muse(args.input, args.kind, args.subject or "")
     meta = {"command": f"convert {args.source}", "role": role, "benchmark": args.source.split("_")[0],
-            "split": Path(args.input).stem, "kind": args.kind, "subject_given": args.subject,
+            "split": Path(args.input).stem, "kind": args.kind, "prompt_format": "plain", "subject_given": args.subject,
             "sources": sources("input", [args.input]) + sources("--exclude", args.exclude), **counts}
     print(f"wrote {write_with_sidecar(args.out, rows, 'eval', meta)} ({len(rows)} eval rows, role {role}{note})")
 
