@@ -12,6 +12,7 @@ from openrlhf_rerule.rewards.rule import parse_label
 from . import convert
 from .roles import is_evaluation
 from .schema import read_records, validate_rows, write_with_sidecar
+from .training_file import add_training_file_args, fill_batches, format_prompts
 
 
 def sources(role: str, paths) -> list[dict]:
@@ -89,7 +90,6 @@ def convert_rule(args):
     """The authors' Stage 2 file (warned about, and its output's role "evaluation", when it looks like an evaluation
     set), or their Stage 1 file; a Stage 1 file with org_answer / neighbor_question also gives forget and boundary
     eval rows beside --out."""
-    from .cli import fill_batches, format_prompts  # cli imports this module
     from .overlap import drop_eval_overlaps
 
     counts, extra = {}, {}
@@ -134,8 +134,6 @@ def convert_rule(args):
 
 
 def add_convert_command(sub) -> None:
-    from .cli import add_training_file_args  # cli imports this module
-
     p = sub.add_parser("convert", help="convert RULE / TOFU / MUSE / RWKU releases into our files")
     p.add_argument("source", choices=["rule", "tofu", "muse", "muse_raw", "rwku"],
                    help="rule: the authors' Stage 1 or Stage 2 JSON array -> stage1 / stage2; tofu, muse: QA -> eval; "
