@@ -179,13 +179,18 @@ def names_in(text: str) -> set[str]:
     return names
 
 
-def tofu_authors(path, records: list[dict], pairs: list[tuple[str, str]]) -> list[str]:
-    """The author of each TOFU record, read from its question and answer. A name of 2-4 capitalised words is an
-    author when it is the name most often named (the longer on a tie) in more than half of the records that hold it:
-    TOFU gives each fictitious author 20 QA pairs, and "Kuwait City" or "Contemporary Romance" are never the first
-    name of the records they appear in. A record's author is the author it names most often named in the file, or
-    the one author whose surname it holds on its own ("How has Majumdar's background influenced his writing?",
-    forget10). A record that names no author, or two equally, is refused: its author cannot be told from the text."""
+def from_tofu(path, kind: str, subject: str | None = None, exclude=(), counts: dict | None = None) -> list[dict]:
+    """Eval rows, each with the author its record's question and answer name, or `subject` for every row.
+
+    A name of 2-4 capitalised words is an author when it is the name most often named (the longer on a tie) in more
+    than half of the records that hold it: TOFU gives each fictitious author 20 QA pairs, and "Kuwait City" or
+    "Contemporary Romance" are never the first name of the records they appear in. A record's author is the author it
+    names most often named in the file, or the one author whose surname it holds on its own ("How has Majumdar's
+    background influenced his writing?", forget10). A record that names no author, or two equally, is refused: its
+    author cannot be told from the text, and its position says nothing. `exclude`: files whose questions are dropped,
+    e.g. retain_perturbed.json when retain99.json gives boundary QA; counted in `counts`."""
+    records = read_records(path)
+    pairs = [(require(r, "question", path), require(r, "answer", path)) for r in records]
     named = [names_in(question) | names_in(answer) for question, answer in pairs]
     full = [{n for n in names if " " in n} for names in named]
     naming = Counter(name for names in full for name in names)
@@ -198,34 +203,21 @@ def tofu_authors(path, records: list[dict], pairs: list[tuple[str, str]]) -> lis
     by_surname: dict[str, list[str]] = {}
     for name in sorted(authors):
         by_surname.setdefault(name.split()[-1], []).append(name)
-    chosen = []
-    for record, names, words in zip(records, full, named):
-        shared = [by_surname[w] for w in words if len(by_surname.get(w, ())) > 1]
-        candidates = (names & authors) | {by_surname[w][0] for w in words if len(by_surname.get(w, ())) == 1}
-        ranked = sorted(candidates, key=lambda n: (rank(n), n))
-        if not ranked:
+    rows = []
+    for record, (question, answer), names, words in zip(records, pairs, full, named):
+        ranked = sorted((names & authors) | {by_surname[w][0] for w in words if len(by_surname.get(w, ())) == 1},
+                        key=lambda n: (rank(n), n))
+        if subject is None and not ranked:
+            shared = [by_surname[w] for w in words if len(by_surname.get(w, ())) > 1]
             why = (f"names only a surname authors share ({', '.join(map(repr, shared[0]))})" if shared else
                    "neither the question nor its answer names an author of the file (a name TOFU gives QA pairs to: "
                    "the first name of most records that hold it)")
             raise DataError(path, record["__line__"], "question", f"{why}: not a TOFU QA file, or pass --subject "
                             "NAME if the whole file is about one subject")
-        if len(ranked) > 1 and rank(ranked[1]) == rank(ranked[0]):
+        if subject is None and len(ranked) > 1 and rank(ranked[1]) == rank(ranked[0]):
             raise DataError(path, record["__line__"], "question", f"names two authors equally ({ranked[0]!r}, "
                             f"{ranked[1]!r}): whose QA pair is it? pass --subject NAME, or fix the record")
-        chosen.append(ranked[0])
-    return chosen
-
-
-def from_tofu(path, kind: str, subject: str | None = None, exclude=(), counts: dict | None = None) -> list[dict]:
-    """Eval rows, each with the author its record names (tofu_authors), or `subject` for every row; `exclude`:
-    files whose questions are dropped, e.g. retain_perturbed.json when retain99.json gives boundary QA; counted in
-    `counts`."""
-    records = read_records(path)
-    pairs = [(require(r, "question", path), require(r, "answer", path)) for r in records]
-    authors = [subject] * len(records) if subject is not None else tofu_authors(path, records, pairs)
-    rows = []
-    for record, (question, answer), name in zip(records, pairs, authors):
-        row = {"prompt": question, "answer": answer, "kind": kind, "subject": name}
+        row = {"prompt": question, "answer": answer, "kind": kind, "subject": ranked[0] if subject is None else subject}
         for extra in ("paraphrased_question", "paraphrased_answer", "perturbed_answer"):
             if extra in record:
                 row[extra] = record[extra]
