@@ -68,9 +68,9 @@ def check_training_inputs(command: str, inputs: list[tuple[str, str]], allow: bo
             print(f"WARNING: {command} {flag} {path}: no sidecar, and its name is that of {released_evaluation(path)}, "
                   "which are evaluation data: make sure it is not an evaluation set", file=sys.stderr)
     if flagged and not allow:
-        override = f", or {ALLOW_FLAG} to train on it anyway (recorded in the output's sidecar)" if allow is not None \
-            else " (this command has no override)"
         what, it = ("an evaluation file", "it") if len(flagged) == 1 else ("evaluation files", "them")
+        override = f", or {ALLOW_FLAG} to train on {it} anyway (recorded in the output's sidecar)" \
+            if allow is not None else " (this command has no override)"
         raise UserError(f"{command} {' and '.join(flagged)}: {what} (field 'role' of the .meta.json sidecar: "
                         f"\"evaluation\"): training on the test; pass {it} to --eval instead{override}")
     for item in flagged:
