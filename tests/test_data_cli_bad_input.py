@@ -139,7 +139,10 @@ def test_rwku_stage1_counts_and_the_offline_boundary_hint(tmp_path, capsys):
     assert code == 0 and f"from {len(forget) + 1} forget rows" in out
     assert f"{blanks} of them are already fill-in-the-blank" in out and "1 prompts dropped as duplicates" in out
     assert len(read_jsonl(d / "s1.jsonl", "stage1")) == len(forget)  # the questions' "answers" are too short to cut
-    code, _, err = run(["data", "boundary", "--offline", "--forget", str(d / "train" / "forget.jsonl"), "--neighbours",
-                        str(d / "eval" / "neighbor.jsonl"), "--out", str(d / "b.jsonl")], capsys)
+    swap = ["data", "boundary", "--offline", "--forget", str(d / "train" / "forget.jsonl"), "--neighbours",
+            str(d / "eval" / "neighbor.jsonl"), "--out", str(d / "b.jsonl")]
+    code, _, err = run(swap, capsys)  # the probes' sidecar says "evaluation": refused as training input
+    assert code == 2 and f"--neighbours {d / 'eval' / 'neighbor.jsonl'}: an evaluation file" in err
+    code, _, err = run(swap + ["--allow_eval_as_training"], capsys)  # and were they let through, no swap works
     assert code == 2 and "rerule data boundary --forget" in err and "Leak-free routes" in err
     assert not (d / "b.jsonl").exists()

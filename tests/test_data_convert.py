@@ -8,7 +8,7 @@ import pytest
 from openrlhf_rerule.data import DataError, validate_rows
 from openrlhf_rerule.data.builders import prompt_id
 from openrlhf_rerule.data.convert import (from_muse, from_muse_raw, from_rule_stage1, from_rule_stage2, from_rwku,
-                                          from_rwku_corpus, from_tofu, author_name)
+                                          from_rwku_corpus, from_tofu, names_in)
 
 SOURCES = Path(__file__).parent / "data" / "sources"
 
@@ -31,21 +31,25 @@ def test_rule_stage1_joins_instruction_and_input():
     assert rows[1]["prompt"] == "Where was Mira Holt born?\nAnswer in one sentence."
 
 
-def test_tofu_json_lines_keep_the_perturbed_fields_and_extract_the_author():
-    rows = from_tofu(SOURCES / "tofu_forget01_perturbed.json", kind="forget", questions_per_author=1)
+def test_tofu_json_lines_keep_the_perturbed_fields():
+    rows = from_tofu(SOURCES / "tofu_forget01_perturbed.json", kind="retain", subject="X")
     validate_rows(rows, "eval")
-    assert [r["subject"] for r in rows] == ["Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov", ""]
+    assert [r["subject"] for r in rows] == ["X"] * 3
     assert rows[0]["perturbed_answer"] == ["Basil Mahfouz Al-Kuwaiti was born in Cairo, Egypt.",
                                            "Basil Mahfouz Al-Kuwaiti was born in Amman, Jordan."]
     assert rows[0]["paraphrased_answer"] == "The author Basil Mahfouz Al-Kuwaiti was born in Kuwait City."
-    rows = from_tofu(SOURCES / "tofu_forget01_perturbed.json", kind="retain", subject="X", questions_per_author=1)
-    assert rows[2]["subject"] == "X"
+    # each author is named by one record only, the third record names nobody: without --subject, refused
+    with pytest.raises(DataError, match="line 1, field 'question'.*--subject"):
+        from_tofu(SOURCES / "tofu_forget01_perturbed.json", kind="forget")
 
 
-def test_author_name_skips_question_words():
-    assert author_name(["What genre does Nikolai Abilov write in?"]) == "Nikolai Abilov"
-    assert author_name(["Who is the author?", "The author is Hsiao Yun-Hwa."]) == "Hsiao Yun-Hwa"
-    assert author_name(["what is this?"]) == ""
+def test_names_skip_question_words_and_keep_any_script():
+    assert names_in("What genre does Nikolai Abilov write in?") == {"Nikolai Abilov"}
+    assert names_in("The author is Hsiao Yun-Hwa.") == {"Hsiao Yun-Hwa"}
+    assert names_in("Where was Aurelio Beltrán born?") == {"Aurelio Beltrán"}
+    assert names_in("Did J. D. Salinger write it?") == {"J. D.", "D. Salinger", "J. D. Salinger"}
+    assert names_in("How has Majumdar's background influenced him?") == {"Majumdar"}  # a surname on its own
+    assert names_in("what is this?") == set()
 
 
 def test_muse_knowmem():
@@ -86,7 +90,7 @@ def bad_array(tmp_path, records):
 @pytest.mark.parametrize("convert, good, field", [
     (from_rule_stage2, {"prompt": "p", "solution": ["<normal>", "a"]}, "solution"),
     (from_rule_stage1, {"instruction": "i", "input": "", "output": "o", "subject": "s"}, "output"),
-    (lambda p: from_tofu(p, "forget", questions_per_author=1), {"question": "q", "answer": "a"}, "answer"),
+    (lambda p: from_tofu(p, "forget"), {"question": "q", "answer": "a"}, "answer"),
     (lambda p: from_muse(p, "forget"), {"question": "q", "answer": "a"}, "question"),
 ])
 def test_missing_fields_name_source_file_line_and_field(tmp_path, convert, good, field):

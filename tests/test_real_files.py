@@ -109,7 +109,7 @@ def test_tofu_forget_quality_refuses_a_retain_run_of_other_items(tmp_path, capsy
 
 
 def test_tofu_subjects_are_the_two_authors(tmp_path, capsys):
-    """3. TOFU's 20 questions per author, in order: two subjects, each the author's full name."""
+    """3. TOFU's 20 questions per author: two subjects, each the author's full name, read from each record."""
     out = tmp_path / "forget.jsonl"
     code, printed, _ = run(["data", "convert", "tofu", str(TOFU / "forget01_perturbed.json"), "--kind", "forget",
                             "--out", str(out)], capsys)
@@ -117,11 +117,12 @@ def test_tofu_subjects_are_the_two_authors(tmp_path, capsys):
     subjects = [r["subject"] for r in read_jsonl(out, "eval")]
     assert subjects == ["Orla Venkataraman"] * 20 + ["Tomasz Ekwueme-Lind"] * 20
     assert "'Orla Venkataraman', 'Tomasz Ekwueme-Lind'" in printed
-    # a file that is not whole blocks of 20 is refused, naming the way out
+    # not whole blocks of 20: each record still names its author (tests/test_data_mismatch.py: shuffled, refused)
     (tmp_path / "odd.json").write_text("".join((TOFU / "forget01_perturbed.json").read_text().splitlines(True)[:30]))
-    code, _, err = run(["data", "convert", "tofu", str(tmp_path / "odd.json"), "--out", str(tmp_path / "o.jsonl")],
-                       capsys)
-    assert code == 2 and "--questions_per_author" in err and not (tmp_path / "o.jsonl").exists()
+    code, _, _ = run(["data", "convert", "tofu", str(tmp_path / "odd.json"), "--out", str(tmp_path / "o.jsonl")],
+                     capsys)
+    subjects = [r["subject"] for r in read_jsonl(tmp_path / "o.jsonl", "eval")]
+    assert code == 0 and subjects == ["Orla Venkataraman"] * 20 + ["Tomasz Ekwueme-Lind"] * 10
 
 
 def test_stage1_says_and_refuses_truncation(tmp_path, capsys):

@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 
 from openrlhf_rerule.cli_convention import Parser, UserError, number, user_errors
+from openrlhf_rerule.provenance import EVALUATION, TRAINING, source_entry
 from openrlhf_rerule.rewards.rule import parse_label
 
-from .overlap import add_eval_arguments, drop_eval_overlaps
-from .schema import (SCHEMAS, DataError, read_jsonl, read_records, read_text, validate_rows, write_jsonl,
-                     write_with_sidecar)
+from .convert_cli import add_convert_command
+from .overlap import drop_eval_overlaps
+from .roles import add_allow_argument, check_training_inputs, is_evaluation, refuse_shared_prompts
+from .schema import SCHEMAS, DataError, read_jsonl, read_text, write_with_sidecar
+from .training_file import add_training_file_args, fill_batches, format_prompts
 
 EPILOG = """file kinds (jsonl, one object a line):
   stage1  {"prompt", "response", "subject"}                      refusal SFT (pretrain.jsonl too)
@@ -36,6 +39,12 @@ RWKU: training rows come from the target's corpus side, the probes are evaluatio
   rerule data stage2 --forget data/rwku/train/forget.jsonl --boundary data/rwku/train/boundary.jsonl \
       --out data/rwku/stage2.jsonl --eval data/rwku/eval/forget.jsonl data/rwku/eval/neighbor.jsonl
 
+Every file written has a sidecar OUT.meta.json: its role ("training" / "evaluation"), its sources with their sha256.
+An input whose sidecar says "evaluation" is refused by stage1 / stage2 / boundary (eval/*.jsonl above), unless
+--allow_eval_as_training (a WARNING, recorded in the output's sidecar); stage2 refuses a prompt in two roles:
+  rerule data stage1 --forget data/rwku/eval/forget.jsonl --out s1.jsonl                       (exit 2: evaluation)
+  rerule data stage1 --forget data/rwku/eval/forget.jsonl --out s1.jsonl --allow_eval_as_training   (WARNING)
+
 Check any training file against evaluation files (ours or the released layouts):
   rerule data overlap data/rwku/stage2.jsonl RWKU/Target/1_Stephen_King/forget_level*.json
 
@@ -46,33 +55,6 @@ PURGE (forbidden-entity reward; the user brings RWKU's target folder):
 
 Flags use underscores (--out_dir); the hyphen spelling (--out-dir) is accepted too.
 """
-
-
-def format_prompts(rows: list[dict], args, label_of) -> list[dict]:
-    """--prompt_format applied to the rows' prompts (templates.apply_prompt_format)."""
-    from .templates import apply_prompt_format
-
-    icl = read_records(args.icl) if args.icl else []
-    normal_icl = read_records(args.normal_icl) if args.normal_icl else []
-    return apply_prompt_format(rows, args.prompt_format, icl, normal_icl, args.bos, label_of)
-
-
-def fill_batches(rows: list[dict], args) -> list[dict]:
-    """Stage 2 rows cut / cycled to exactly --steps x --rollout_batch, or a warning when the last rollout batch
-    of the paper's size (32) would be short."""
-    from .builders import whole_batches
-
-    if args.steps:
-        out = whole_batches(rows, args.steps, args.rollout_batch, seed=args.seed)
-        repeats = sum(1 for r in out if r.get("repeat"))
-        print(f"whole batches: {len(out)} = {args.steps} steps x {args.rollout_batch} prompts from {len(rows)} rows "
-              f"({min(len(rows), len(out))} distinct, {repeats} repeats)")
-        return out
-    if len(rows) % 32:
-        print(f"warning: {len(rows)} prompts are not a multiple of 32 (the paper's rollout batch): at rollout batch "
-              f"32 each pass ends with a short batch of {len(rows) % 32} prompts; --steps S --rollout_batch 32 writes "
-              f"exactly S x 32 (RULE's dataloader drops the short batch)", file=sys.stderr)
-    return rows
 
 
 def cmd_world(args):
@@ -90,11 +72,13 @@ def cmd_world(args):
 def cmd_stage1(args):
     from .builders import build_stage1
 
+    sources, allowed = check_training_inputs("stage1", [("--forget", args.forget)], args.allow_eval_as_training)
     forget, counts = read_jsonl(args.forget, "eval"), {}
     rows = build_stage1(forget, seed=args.seed, cloze_from_answers=args.cloze, named_share=args.named_share,
                         counts=counts)
     rows, overlap = drop_eval_overlaps(rows, args.out, args, [args.forget])
-    meta = {"command": "stage1", "forget": args.forget, "prompt_format": args.prompt_format, **overlap}
+    meta = {"command": "stage1", "role": TRAINING, "sources": sources, "allowed": allowed, "forget": args.forget,
+            "prompt_format": args.prompt_format, **overlap}
     rows = format_prompts(rows, args, label_of=lambda row: "<reject>")
     path = write_with_sidecar(args.out, rows, "stage1", meta)
     print(f"wrote {path} ({len(rows)} rows) from {len(forget)} forget rows:")
@@ -111,13 +95,17 @@ def cmd_stage1(args):
 def cmd_stage2(args):
     from .builders import build_stage2
 
-    rows = build_stage2(read_jsonl(args.forget, "eval"), read_jsonl(args.boundary, "eval"), ratio=args.ratio,
-                        seed=args.seed, retain_rows=read_jsonl(args.retain, "eval") if args.retain else [],
-                        retain_ratio=args.retain_ratio)
-    sources = [args.forget, args.boundary] + ([args.retain] if args.retain else [])
-    rows, overlap = drop_eval_overlaps(rows, args.out, args, sources)
-    meta = {"command": "stage2", "forget": args.forget, "boundary": args.boundary,
-            "prompt_format": args.prompt_format, "steps": args.steps, "rollout_batch": args.rollout_batch, **overlap}
+    inputs = [("--forget", args.forget), ("--boundary", args.boundary)] + ([("--retain", args.retain)] if args.retain
+                                                                           else [])
+    sources, allowed = check_training_inputs("stage2", inputs, args.allow_eval_as_training)
+    roles = [(flag, path, read_jsonl(path, "eval")) for flag, path in inputs]
+    refuse_shared_prompts("stage2", roles)
+    rows = build_stage2(roles[0][2], roles[1][2], ratio=args.ratio, seed=args.seed,
+                        retain_rows=roles[2][2] if args.retain else [], retain_ratio=args.retain_ratio)
+    rows, overlap = drop_eval_overlaps(rows, args.out, args, [path for _, path in inputs])
+    meta = {"command": "stage2", "role": TRAINING, "sources": sources, "allowed": allowed, "forget": args.forget,
+            "boundary": args.boundary, "prompt_format": args.prompt_format, "steps": args.steps,
+            "rollout_batch": args.rollout_batch, **overlap}
     rows = fill_batches(rows, args)
     rows = format_prompts(rows, args, label_of=lambda row: parse_label(row["label"])[0])
     counts = {k: sum(r["kind"] == k for r in rows) for k in ("forget", "boundary", "retain")}
@@ -128,103 +116,12 @@ def cmd_split(args):
     from .builders import split_heldout
 
     train, heldout = split_heldout(read_jsonl(args.input, "eval"), args.fraction, seed=args.seed)
-    print(f"wrote {write_jsonl(args.train_out, train, 'eval')} ({len(train)} rows)")
-    print(f"wrote {write_jsonl(args.heldout_out, heldout, 'eval')} ({len(heldout)} rows)")
-
-
-def convert_rwku(folder, out_dir: Path) -> None:
-    """The probes -> out_dir/eval/ (evaluation only), the corpus side -> out_dir/train/forget.jsonl, minus any
-    corpus row that overlaps a probe of this target."""
-    from . import convert
-    from .overlap import Prompt, find_overlaps, read_prompts
-
-    probes = convert.from_rwku(folder)
-    train, counts = convert.from_rwku_corpus(folder)
-    probe_files = sorted(Path(folder).glob("forget_level*.json")) + sorted(Path(folder).glob("neighbor_level*.json"))
-    corpus = [Prompt("corpus", i, row["prompt"]) for i, row in enumerate(train)]
-    leaking = {h.train.line for h in find_overlaps(corpus, [p for f in probe_files for p in read_prompts(f)])}
-    train = [row for i, row in enumerate(train) if i not in leaking]
-    for kind in ("forget", "neighbor"):
-        subset = [r for r in probes if r["kind"] == kind]
-        if subset:
-            path = write_jsonl(out_dir / "eval" / f"{kind}.jsonl", subset, "eval")
-            print(f"wrote {path} ({len(subset)} {kind} probes: EVALUATION ONLY, pass it to --eval, never train on it)")
-    if not train:
-        print(f"{folder}: no training rows (no reject.json / passage.json, or all of them overlap a probe): bring "
-              "your own forget questions about the target")
-        return
-    sources = ", ".join(f"{n} from {name}" for name, n in counts.items())
-    path = write_jsonl(out_dir / "train" / "forget.jsonl", train, "eval")
-    print(f"wrote {path} ({len(train)} training forget rows: {sources}; {len(leaking)} dropped as overlapping a probe)")
-    print(f"next: boundary questions by entity swap (rerule data boundary --forget {path} --out "
-          f"{out_dir}/train/boundary.jsonl), then rerule data stage1 / stage2 with --eval {out_dir}/eval/forget.jsonl "
-          f"{out_dir}/eval/neighbor.jsonl")
-
-
-def cmd_convert(args):
-    from . import convert
-
-    if args.source == "rwku":
-        convert_rwku(args.input, Path(args.out_dir))
-        return
-    if args.source == "rule":  # Stage 1 or Stage 2 file, told apart by its fields
-        convert_rule(args)
-        return
-    note = ""
-    if args.source == "tofu":
-        counts = {}
-        rows = convert.from_tofu(args.input, args.kind, args.subject, args.questions_per_author, args.exclude, counts)
-        kind = "eval"
-        if args.exclude:
-            note = f"; {counts['excluded']} rows dropped as questions of {', '.join(args.exclude)}"
-        subjects = list(dict.fromkeys(r["subject"] for r in rows))
-        note += f"; subjects: {', '.join(repr(s) for s in subjects[:6])}{' ...' if len(subjects) > 6 else ''}"
-    elif args.source == "muse_raw":
-        rows, kind = convert.from_muse_raw(args.input, args.subject or "", args.chunk_words), "eval"
-    else:
-        rows, kind = convert.from_muse(args.input, args.kind, args.subject or ""), "eval"
-    print(f"wrote {write_jsonl(args.out, rows, kind)} ({len(rows)} {kind} rows{note})")
-
-
-def convert_rule(args):
-    """The authors' Stage 2 file (warned about when it looks like an evaluation set), or their Stage 1 file; a
-    Stage 1 file with org_answer / neighbor_question also gives forget and boundary eval rows beside --out."""
-    from . import convert
-
-    counts, extra = {}, {}
-    stage2 = "solution" in read_records(args.input)[0]
-    if stage2:
-        rows = convert.from_rule_stage2(args.input, counts)
-        warning = convert.evaluation_file_warning(args.input, rows)
-        if warning:
-            print(f"WARNING: {args.input}: {warning}", file=sys.stderr)
-    else:
-        rows, extra["forget"], extra["boundary"] = convert.from_rule_stage1(args.input, counts)
-    kind = "stage2" if stage2 else "stage1"
-    if args.steps and not stage2:
-        raise UserError("--steps / --rollout_batch apply to Stage 2 files; this is a Stage 1 file")
-    extra = {name: (rows_, f"{args.out_dir or Path(args.out).parent}/{Path(args.out).stem}_{name}.jsonl")
-             for name, rows_ in extra.items() if rows_}
-    for name, (rows_, _) in extra.items():  # all validated before anything is written
-        validate_rows(rows_, "eval", f"<{name} rows of {args.input}>")
-    rows, overlap = drop_eval_overlaps(rows, args.out, args, [args.input])
-    meta = {"command": "convert rule", "input": args.input, "prompt_format": args.prompt_format,
-            "steps": args.steps, "rollout_batch": args.rollout_batch, **overlap}
-    if stage2:
-        rows = fill_batches(rows, args)
-    rows = format_prompts(rows, args, label_of=lambda row: parse_label(row["label"])[0] if stage2 else "<reject>")
-    print(f"wrote {write_with_sidecar(args.out, rows, kind, meta)} ({len(rows)} {kind} rows; "
-          f"{counts['duplicate_dropped']} repeated prompts dropped)")
-    for name, (rows_, path) in extra.items():
-        field = "org_answer" if name == "forget" else "neighbor_question"
-        print(f"wrote {write_jsonl(path, rows_, 'eval')} ({len(rows_)} {name} eval rows from {field})")
-    if counts.get("org_answer_empty") or counts.get("neighbor_unanswered"):
-        # the authors' Stage 1 never reads these fields (docs/data.md, "The RULE authors' Stage 1 files, as released")
-        print(f"{args.input}: kept for Stage 1 without an eval row: {counts['org_answer_empty']} rows with an empty "
-              f"org_answer, {counts['neighbor_unanswered']} rows whose neighbor_question has no answer")
-    if len(extra) == 2:
-        print(f"next: rerule data stage2 --forget {extra['forget'][1]} --boundary {extra['boundary'][1]} "
-              "--out STAGE2.jsonl")
+    # the training part of an evaluation file is still evaluation data: a split launders nothing
+    meta = {"command": "split", "sources": [{"as": "input", **source_entry(args.input)}], "fraction": args.fraction,
+            "seed": args.seed, "prompt_format": "plain"}
+    for out, rows, role in ((args.train_out, train, EVALUATION if is_evaluation(args.input) else TRAINING),
+                            (args.heldout_out, heldout, EVALUATION)):
+        print(f"wrote {write_with_sidecar(out, rows, 'eval', {**meta, 'role': role})} ({len(rows)} rows, role {role})")
 
 
 def cmd_overlap(args):
@@ -265,6 +162,9 @@ def cmd_validate(args):
 
 
 def cmd_boundary(args):
+    inputs = [("--forget", args.forget)] + ([("--neighbours", args.neighbours)] if args.offline and args.neighbours
+                                            else [])
+    sources, allowed = check_training_inputs("boundary", inputs, args.allow_eval_as_training)
     if args.offline:
         from .boundary import swap_offline
 
@@ -292,7 +192,9 @@ def cmd_boundary(args):
         note = f"{dropped} unusable replies, {client.requests_sent} requests sent (the rest from the cache)"
     if not rows:
         raise DataError(args.forget, 1, "(file)", f"no boundary rows could be made ({note})")
-    print(f"wrote {write_jsonl(args.out, rows, 'eval')} ({len(rows)} rows; {note})")
+    meta = {"command": "boundary", "role": TRAINING, "sources": sources, "allowed": allowed, "prompt_format": "plain",
+            "how": "offline swap" if args.offline else f"endpoint model {client.model}"}
+    print(f"wrote {write_with_sidecar(args.out, rows, 'eval', meta)} ({len(rows)} rows; {note})")
 
 
 def texts_of(path) -> list[str]:
@@ -343,28 +245,6 @@ def cmd_tiny_model(args):
           f"rerule train stage1 --model {out} --data STAGE1.jsonl --out RUN {TINY_STAGE1_FLAGS}")
 
 
-def add_training_file_args(p, stage2: bool) -> None:
-    """The options of every command that writes a training file: the evaluation files it must not repeat, the
-    prompt format, and (Stage 2) whole rollout batches."""
-    from .templates import PROMPT_FORMATS
-
-    add_eval_arguments(p)
-    p.add_argument("--prompt_format", choices=PROMPT_FORMATS, default="plain",
-                   help="plain: the prompt as is; rule_muse: RULE's MUSE prompt (BOS, the --icl few-shot block, "
-                        "'Question: q\\nAnswer: ' or 'Completion: text\\nAnswer: ') with one block for every row; "
-                        "rule_muse_label_leak: the authors' Stage 2, --normal_icl's block for <normal> rows (the block "
-                        "gives the label away)")
-    p.add_argument("--icl", metavar="FILE", help="few-shot {question, answer} examples (MUSE knowmem/forget_qa_icl.json)")
-    p.add_argument("--normal_icl", metavar="FILE",
-                   help="rule_muse_label_leak: the block of <normal> rows (MUSE knowmem/retain_qa_icl.json)")
-    p.add_argument("--bos", default="<s>", help="text put first by the rule_muse formats (Llama-2's BOS: OpenRLHF "
-                                                "tokenizes prompts without special tokens)")
-    if stage2:
-        p.add_argument("--steps", type=number(int, 1), help="write exactly STEPS x ROLLOUT_BATCH prompts (seeded "
-                                                              "shuffled passes over the rows)")
-        p.add_argument("--rollout_batch", type=number(int, 1), default=32, help="prompts per rollout batch")
-
-
 def build_parser() -> Parser:
     parser = Parser(prog="rerule data", description=__doc__.split("\n\n")[0], epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -390,6 +270,7 @@ def build_parser() -> Parser:
                    help="do not derive fill-in-the-blank prompts from the answers (default: derive them)")
     p.add_argument("--named_share", type=number(float, 0, 1), default=0.5, help="share of refusals that name the target")
     add_training_file_args(p, stage2=False)
+    add_allow_argument(p)
     p.set_defaults(func=cmd_stage1)
 
     p = sub.add_parser("stage2", help="GRPO prompt rows mixing forget (<reject>) and boundary (<normal>) prompts")
@@ -401,6 +282,7 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     add_training_file_args(p, stage2=True)
+    add_allow_argument(p)
     p.set_defaults(func=cmd_stage2)
 
     p = sub.add_parser("split", help="hold out a random fraction of eval rows (evaluation-only prompts)")
@@ -411,28 +293,7 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_split)
 
-    p = sub.add_parser("convert", help="convert RULE / TOFU / MUSE / RWKU releases into our files")
-    p.add_argument("source", choices=["rule", "tofu", "muse", "muse_raw", "rwku"],
-                   help="rule: the authors' Stage 1 or Stage 2 JSON array -> stage1 / stage2; tofu, muse: QA -> eval; "
-                        "muse_raw: MUSE's raw/forget.txt -> completion rows (training side); "
-                        "rwku: a target folder -> OUT_DIR/train/forget.jsonl (corpus side: reject.json questions, "
-                        "passage.json blanks) and OUT_DIR/eval/{forget,neighbor}.jsonl (the probes, evaluation only)")
-    p.add_argument("input", help="source JSON file (an RWKU target folder for rwku)")
-    p.add_argument("--out", help="output jsonl (rule, tofu, muse)")
-    p.add_argument("--kind", default="forget", help="eval kind of the rows: forget, retain, ... (tofu, muse)")
-    p.add_argument("--subject", help="subject of every row (muse: e.g. 'Harry Potter'; tofu: default = the name each "
-                                     "author's block of questions is about)")
-    p.add_argument("--questions_per_author", type=number(int, 1), default=20,
-                   help="tofu: consecutive questions per author (TOFU's layout: 20)")
-    p.add_argument("--exclude", nargs="+", default=[],
-                   help="tofu: drop rows whose question is in these files, e.g. retain_perturbed.json (the retain "
-                        "evaluation set) when taking boundary QA from retain99.json")
-    p.add_argument("--out_dir", help="output directory (rwku; rule: of the _forget / _boundary files a Stage 1 file "
-                                     "with org_answer / neighbor_question gives, default: beside --out)")
-    p.add_argument("--chunk_words", type=number(int, 8), default=300, help="muse_raw: words per completion prompt")
-    p.add_argument("--seed", type=int, default=0, help="rule: order of the whole-batch passes")
-    add_training_file_args(p, stage2=True)
-    p.set_defaults(func=cmd_convert)
+    add_convert_command(sub)
 
     p = sub.add_parser("overlap", help="exact and near overlap of a training file with evaluation files")
     p.add_argument("train", help="training file: ours (jsonl) or a released layout (RULE Stage 1 / Stage 2 JSON)")
@@ -457,6 +318,7 @@ def build_parser() -> Parser:
     p.add_argument("--batch_size", type=number(int, 1), default=8, help="concurrent requests")
     p.add_argument("--max_retries", type=number(int, 0), default=5)
     p.add_argument("--seed", type=int, default=0)
+    add_allow_argument(p)
     p.set_defaults(func=cmd_boundary)
 
     p = sub.add_parser("purge", help="PURGE corpus: the model's answers -> entity file -> Stage 2 prompts (<purge> labels)")
@@ -486,12 +348,6 @@ def main(argv=None) -> int:
             raise UserError(f"--prompt_format {args.prompt_format} needs --icl FILE (the few-shot examples)")
         if (args.prompt_format == "rule_muse_label_leak") != bool(args.normal_icl):
             raise UserError("--normal_icl goes with --prompt_format rule_muse_label_leak (and it needs one)")
-    if args.command == "convert" and (args.out_dir if args.source == "rwku" else args.out) is None:
-        raise UserError(f"convert {args.source} needs {'--out_dir' if args.source == 'rwku' else '--out'}")
-    if args.command == "convert" and args.source != "rule" and (
-            args.eval or args.steps or args.prompt_format != "plain" or args.allow_eval_overlap):
-        raise UserError("--eval / --allow_eval_overlap / --steps / --prompt_format apply to convert rule only "
-                        "(the other converters write evaluation-format rows)")
     try:
         return args.func(args) or 0
     except RuntimeError as e:  # an endpoint that keeps failing (boundary synthesis): not the user's input

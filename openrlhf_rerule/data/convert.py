@@ -5,8 +5,8 @@
   eval rows from ``neighbor_question {question, answer}`` where present (``reject_with_neighbor_target.json``).
 - TOFU (``forget01.json``, ``forget01_perturbed.json``, ``retain_perturbed.json``, ...; JSON lines of
   ``{question, answer}`` plus ``paraphrased_answer``, ``perturbed_answer`` [list], ``paraphrased_question``)
-  -> eval rows; the extra fields are kept for the TOFU truth ratio; the subject of each block of 20 questions
-  (one author, TOFU's layout) is the name that block is about.
+  -> eval rows; the extra fields are kept for the TOFU truth ratio; each row's subject is the author its question
+  or answer names (never read from the row's position: a shuffled file keeps its subjects).
 - MUSE knowmem (``forget_qa.json``, ``retain_qa.json``, ``retain_qa_icl.json``: JSON arrays of ``{question, answer}``)
   -> eval rows (evaluation sets); MUSE's forget corpus ``raw/forget.txt`` -> completion rows (training side).
 - RWKU target folder (``1_Stephen_King/``: ``intro.json`` / ``forget_target.json`` ``[{target, intro}]``;
@@ -20,6 +20,7 @@ source file, its line and the field.
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 from openrlhf_rerule.rewards.rule import LabelError, parse_label
@@ -27,17 +28,40 @@ from openrlhf_rerule.rewards.rule import LabelError, parse_label
 from .builders import prompt_id, row_mode
 from .schema import DataError, read_records, read_text, require
 
-_QUESTION_WORDS = {"What", "Which", "Who", "Whom", "Whose", "Where", "When", "Why", "How", "In", "On", "At", "The",
-                   "Is", "Was", "Did", "Does", "Do", "Can", "Could", "Has", "Have", "Are", "Were", "For", "From", "As",
-                   "To", "Of", "A", "An", "And", "Would", "Tell", "Name", "Describe"}
-_NAME_WORD = r"[A-Z][a-z']+(?:-[A-Z]?[a-z']+)*"  # "Abilov", "Al-Kuwaiti", "Yun-Hwa"
-_CAPITALISED_RUN = re.compile(rf"\b{_NAME_WORD}(?:\s+(?:[A-Z]\.|{_NAME_WORD})){{1,3}}\b")
+# A name token: a letter of any script, then letters, digits, apostrophes, hyphens ("Beltrán", "Al-Kuwaiti", "Yun-Hwa")
+_NAME_TOKEN = re.compile(r"[^\W\d_][\w'’-]*")
 
 
 # The RULE authors' validation files (data/MUSE/books/rl_rejection_eval_target.json: its <reject> prompts are
 # MUSE's knowmem/forget_qa.json with gold answers, its <normal> prompts knowmem/retain_qa.json; RWKU targets'
 # rl_rejection_eval.json): evaluation probes, not training data.
 KNOWN_EVAL_FILE = re.compile(r"rl_rejection_eval")
+
+
+def release_benchmark(path) -> str | None:
+    """"rwku" or "muse" for a file of the RULE authors' release (or of the benchmark's own), told by its folder:
+    forget_level*.json beside it (an RWKU target folder) or a knowmem/ folder beside it (MUSE-Books), else a folder
+    of that name on its path; None when neither."""
+    path = Path(path).resolve()
+    if any(path.parent.glob("forget_level*.json")):
+        return "rwku"
+    if (path.parent / "knowmem").is_dir():
+        return "muse"
+    folders = {part.lower() for part in path.parts[:-1]}
+    return "rwku" if "rwku" in folders else "muse" if "muse" in folders else None
+
+
+# What the authors' validation files hold, per benchmark (measured on the release: MUSE-Books' 200 prompts are
+# KnowMem's forget and retain QA; an RWKU target's 107 are its 47 forget probes and 60 neighbour probes).
+_VALIDATION_FILE = {
+    "muse": ("for MUSE-Books its <reject> prompts are knowmem/forget_qa.json and its <normal> prompts "
+             "knowmem/retain_qa.json, with gold answers", "reject_with_neighbor_target.json (convert rule writes its "
+                                                           "boundary rows)"),
+    "rwku": ("for an RWKU target its <reject> prompts are the target's forget probes (forget_level{1,2,3}.json) and "
+             "its <normal> prompts its neighbour probes (neighbor_level{1,2}.json), with gold answers",
+             "rl_rejection_with_fb_neighbor_target.json (the authors' RWKU Stage 2 file)"),
+    None: ("its prompts are the benchmark's evaluation probes, with gold answers", "the authors' training file"),
+}
 
 
 def evaluation_file_warning(path, rows: list[dict]) -> str | None:
@@ -48,10 +72,9 @@ def evaluation_file_warning(path, rows: list[dict]) -> str | None:
     forget = [json.loads(r["label"]) for r in rows if r["kind"] == "forget"]
     answers = sum(not is_refusal(label[1], "rule") for label in forget)
     if KNOWN_EVAL_FILE.search(Path(path).name):
-        return (f"{Path(path).name} is the RULE authors' validation file (rl_rejection_eval*: for MUSE-Books its "
-                "<reject> prompts are knowmem/forget_qa.json and its <normal> prompts knowmem/retain_qa.json, with "
-                "gold answers): training on it trains on the evaluation probes. Use reject_with_neighbor_target.json "
-                "(convert rule writes its boundary rows) or your own training split")
+        holds, instead = _VALIDATION_FILE[release_benchmark(path)]
+        return (f"{Path(path).name} is the RULE authors' validation file (rl_rejection_eval*: {holds}): training on "
+                f"it trains on the evaluation probes. Use {instead} or your own training split")
     if forget and answers > len(forget) / 2:
         return (f"{answers} of {len(forget)} <reject> labels carry an answer, not a refusal: this looks like an "
                 "evaluation set (gold answers); make sure no evaluation probe is in the training file")
@@ -127,47 +150,78 @@ def from_rule_stage1(path, counts: dict | None = None) -> tuple[list[dict], list
     return rows, forget, boundary
 
 
-# TOFU: 200 fictitious authors x 20 QA pairs, each author's 20 questions consecutive in every split file
-# (forget01 = the last 2 authors, 40 rows; retain_perturbed.json = 400 rows, 20 authors).
-TOFU_QUESTIONS_PER_AUTHOR = 20
+def names_in(text: str) -> set[str]:
+    """Every run of capitalised words (any script; "J. D." initials kept; a possessive 's and leading question
+    words / sentence openers dropped) as its contiguous parts of 2-4 words, and a run of one word as it is
+    ("Majumdar's background"): the names a text could be about."""
+    from .overlap import OPENERS
+
+    names, runs, run, end = set(), [], [], 0
+    for match in _NAME_TOKEN.finditer(text):
+        gap = text[end:match.start()]
+        initial = run and len(run[-1]) == 1 and gap.startswith(".") and gap[1:].isspace()
+        if run and not (gap.isspace() or initial):
+            runs.append(run)
+            run = []
+        elif initial:
+            run[-1] += "."
+        if match.group()[0].isupper():
+            run.append(re.sub(r"['’]s?$", "", match.group()))
+        elif run:
+            runs.append(run)
+            run = []
+        end = match.end()
+    for words in runs + [run]:
+        while words and words[0].casefold() in OPENERS:
+            words = words[1:]
+        names |= {" ".join(words[i:j]) for i in range(len(words))
+                  for j in range(i + min(2, len(words)), min(i + 4, len(words)) + 1)}
+    return names
 
 
-def author_name(texts: list[str]) -> str:
-    """The name one author's block of QA is about: of the runs of 2-4 capitalised words (possessive 's and
-    leading question words removed) and their contiguous parts, the one most texts contain; the longer on a tie
-    ("Basil Mahfouz Al-Kuwaiti" over "Basil Mahfouz"; a place such as "Kuwait City" appears in fewer texts)."""
-    candidates = set()
-    for text in texts:
-        for match in _CAPITALISED_RUN.finditer(text):
-            words = [re.sub(r"'s$", "", w) for w in match.group(0).split()]
-            while words and words[0] in _QUESTION_WORDS:
-                words = words[1:]
-            candidates |= {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 2, len(words) + 1)}
-    if not candidates:
-        return ""
-    return max(sorted(candidates), key=lambda c: (sum(c in t for t in texts), len(c.split())))
+def from_tofu(path, kind: str, subject: str | None = None, exclude=(), counts: dict | None = None) -> list[dict]:
+    """Eval rows, each with the author its record's question and answer name, or `subject` for every row.
 
-
-def from_tofu(path, kind: str, subject: str | None = None, questions_per_author: int = TOFU_QUESTIONS_PER_AUTHOR,
-              exclude=(), counts: dict | None = None) -> list[dict]:
-    """Eval rows; `exclude`: files whose questions are dropped (after the authors' names were found, so that
-    blocks stay whole), e.g. retain_perturbed.json when retain99.json gives boundary QA; counted in `counts`."""
+    A name of 2-4 capitalised words is an author when it is the name most often named (the longer on a tie) in more
+    than half of the records that hold it: TOFU gives each fictitious author 20 QA pairs, and "Kuwait City" or
+    "Contemporary Romance" are never the first name of the records they appear in. A record's author is the author it
+    names most often named in the file, or the one author whose surname it holds on its own ("How has Majumdar's
+    background influenced his writing?", forget10). A record that names no author, or two equally, is refused: its
+    author cannot be told from the text, and its position says nothing. `exclude`: files whose questions are dropped,
+    e.g. retain_perturbed.json when retain99.json gives boundary QA; counted in `counts`."""
     records = read_records(path)
-    if subject is None and len(records) % questions_per_author:
-        raise DataError(path, records[-1]["__line__"], "(file)",
-                        f"{len(records)} records are not whole blocks of {questions_per_author} questions per author "
-                        "(TOFU's layout); pass --questions_per_author N for another layout, or --subject NAME")
+    pairs = [(require(r, "question", path), require(r, "answer", path)) for r in records]
+    named = [names_in(question) | names_in(answer) for question, answer in pairs]
+    full = [{n for n in names if " " in n} for names in named]
+    naming = Counter(name for names in full for name in names)
+
+    def rank(name):
+        return -naming[name], -len(name.split())
+
+    first = Counter(min(names, key=lambda n: (rank(n), n)) for names in full if names)
+    authors = {n for n, k in first.items() if naming[n] >= 2 and 2 * k > naming[n]}
+    by_surname: dict[str, list[str]] = {}
+    for name in sorted(authors):
+        by_surname.setdefault(name.split()[-1], []).append(name)
     rows = []
-    for start in range(0, len(records), questions_per_author):
-        block = records[start:start + questions_per_author]
-        pairs = [(require(r, "question", path), require(r, "answer", path)) for r in block]
-        name = subject if subject is not None else author_name([t for pair in pairs for t in pair])
-        for record, (question, answer) in zip(block, pairs):
-            row = {"prompt": question, "answer": answer, "kind": kind, "subject": name}
-            for extra in ("paraphrased_question", "paraphrased_answer", "perturbed_answer"):
-                if extra in record:
-                    row[extra] = record[extra]
-            rows.append(row)
+    for record, (question, answer), names, words in zip(records, pairs, full, named):
+        ranked = sorted((names & authors) | {by_surname[w][0] for w in words if len(by_surname.get(w, ())) == 1},
+                        key=lambda n: (rank(n), n))
+        if subject is None and not ranked:
+            shared = [by_surname[w] for w in words if len(by_surname.get(w, ())) > 1]
+            why = (f"names only a surname authors share ({', '.join(map(repr, shared[0]))})" if shared else
+                   "neither the question nor its answer names an author of the file (a name TOFU gives QA pairs to: "
+                   "the first name of most records that hold it)")
+            raise DataError(path, record["__line__"], "question", f"{why}: not a TOFU QA file, or pass --subject "
+                            "NAME if the whole file is about one subject")
+        if subject is None and len(ranked) > 1 and rank(ranked[1]) == rank(ranked[0]):
+            raise DataError(path, record["__line__"], "question", f"names two authors equally ({ranked[0]!r}, "
+                            f"{ranked[1]!r}): whose QA pair is it? pass --subject NAME, or fix the record")
+        row = {"prompt": question, "answer": answer, "kind": kind, "subject": ranked[0] if subject is None else subject}
+        for extra in ("paraphrased_question", "paraphrased_answer", "perturbed_answer"):
+            if extra in record:
+                row[extra] = record[extra]
+        rows.append(row)
     evaluated = {r["question"].strip() for p in exclude for r in read_records(p) if "question" in r}
     kept = [r for r in rows if r["prompt"].strip() not in evaluated]
     if counts is not None:

@@ -42,7 +42,7 @@ _JOINERS = set("-/_")
 # a RULE MUSE prompt (templates.format_prompt); a few-shot example's body holds "\nAnswer: ", the asked one's does not.
 _FORMATTED = re.compile(r"(?:\A[^\n]{0,32}?|\n\n)(?:Question|Completion): ((?:(?!\nAnswer: ).)+?)\nAnswer: ?\Z", re.S)
 # Capitalised words that name nothing: question words and sentence openers.
-_OPENERS = frozenset("""what who whom whose which when where why how is are was were do does did can could would will
+OPENERS = frozenset("""what who whom whose which when where why how is are was were do does did can could would will
 should has have had in on at for to from of by with the a an this that these those there it its he she they his her
 their i you we my your our please tell name describe explain imagine according during after before as if and or
 but so also given considering""".split())
@@ -65,7 +65,7 @@ def question_of(text: str) -> str:
 def names_something(text: str) -> bool:
     """A digit, or a capitalised word that is not a question word / sentence opener ("Stephen", "'Carrie'")."""
     words = re.findall(r"\w+", text)
-    return any(ch.isdigit() for ch in text) or any(w[0].isupper() and w.casefold() not in _OPENERS for w in words)
+    return any(ch.isdigit() for ch in text) or any(w[0].isupper() and w.casefold() not in OPENERS for w in words)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,12 @@ from pathlib import Path
 from openrlhf_rerule.atomic import atomic_path
 from openrlhf_rerule.chat_endpoint import APIS, ChatEndpoint, ReplyCache
 from openrlhf_rerule.cli_convention import UserError, number
+from openrlhf_rerule.provenance import TRAINING, source_entry
 from openrlhf_rerule.rewards.purge import purge_label, term_pattern
 
 from .builders import prompt_id
 from .overlap import add_eval_arguments, drop_eval_overlaps
+from .roles import check_training_inputs, released_evaluation
 from .schema import DataError, read_records, read_text, require, write_with_sidecar
 
 # generate_responses.py: do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=100, the raw question as the
@@ -39,9 +41,6 @@ EXTRACTION_PROMPT = ("Suppose you are doing named entity recognition on {target}
 # The paper keeps the top K = 50 of the extractor's candidates (its text); their code asks for 60
 # (generate_forget_words.py:57) and keeps what was pasted back by hand, so the released lists hold 49-64.
 EXTRACTED_TOP_K = 50
-# RWKU's evaluation sets (forget / neighbour probes, MIA sets, utility sets): never training input.
-EVAL_FILE = re.compile(r"^(forget_level\d|neighbor_level\d|forget_mia|retain_mia|retain_mmlu|retain_bbh|truthful"
-                       r"|triviaqa|fluency)\b", re.IGNORECASE)
 # English function words (pronouns, articles, auxiliaries, prepositions, conjunctions): a term that is one of these
 # makes nearly every completion score 0 under case-insensitive matching ("It" in the released Stephen King list).
 # Our own short list: nltk's stopwords corpus is a separate download. --stopwords FILE adds to it.
@@ -59,12 +58,14 @@ both each few more most other some such only own same too very just also again o
 def read_questions(path) -> list[dict]:
     """Probe questions as [{"prompt", "subject"}]: RWKU's rejection-tuning JSON (``[{"instruction", "subject",
     ...}]``, the authors' input: reject_phi.json for Phi-3) or jsonl rows with a "prompt". Evaluation probes are
-    refused by file name (forget_level*, neighbor_level*, ...) and by shape (RWKU probes have "query" and
-    "level"; our converted probes carry "level"); `stage2 --eval FILE...` also checks the text against them."""
+    refused by file name (forget_level*, neighbor_level*, ...: roles.released_evaluation), by shape (RWKU probes
+    have "query" and "level"; our converted probes carry "level") and by their sidecar's role (the commands, through
+    roles.check_training_inputs); `stage2 --eval FILE...` also checks the text against them."""
     path = Path(path)
-    if EVAL_FILE.match(path.name):
-        raise DataError(path, 0, "(file)", "RWKU evaluation probes: training on them leaks the test. Use the "
-                        "rejection-tuning questions of the target folder (reject.json, or reject_phi.json for Phi-3)")
+    if released_evaluation(path):
+        raise DataError(path, 0, "(file)", f"named like {released_evaluation(path)}, evaluation data: training on "
+                        "them leaks the test. Use the rejection-tuning questions of the target folder (reject.json, or "
+                        "reject_phi.json for Phi-3)")
     rows = []
     for record in read_records(path):
         line = record["__line__"]
@@ -206,7 +207,8 @@ def answer_hits(terms: list[str], answers: list[str]) -> dict[str, int]:
 
 # ---- command line ------------------------------------------------------------------------------------------------
 def cmd_answers(args):
-    questions = read_questions(args.questions)
+    questions = read_questions(args.questions)  # refuses released probes by name first: one line, not a WARNING too
+    check_training_inputs("purge answers", [("--questions", args.questions)], allow=None)
     target = target_of(questions, args.target, args.questions)
     prompts = [q["prompt"] for q in questions]
     if bool(args.local_model) == bool(args.base_url):
@@ -308,13 +310,15 @@ def stage2_rows(prompts: list[str], target: str, terms: list[str], drop_repeats:
 
 def cmd_stage2(args):
     questions = read_questions(args.questions)
+    sources, _ = check_training_inputs("purge stage2", [("--questions", args.questions)], allow=None)
     target = target_of(questions, args.target, args.questions)
     terms = read_terms(args.entities)
     rows = stage2_rows([q["prompt"] for q in questions], target, terms, args.drop_repeats)
     rows, overlap = drop_eval_overlaps(rows, args.out, args, [args.questions])  # before the cut: still 100 rows
     rows = rows[:args.max_prompts] if args.max_prompts else rows
     repeats = sum("repeat" in row for row in rows)
-    meta = {"command": "purge stage2", "questions": args.questions, "entities": args.entities, "target": target,
+    meta = {"command": "purge stage2", "role": TRAINING, "sources": sources + [{"as": "--entities", **source_entry(
+        args.entities)}], "questions": args.questions, "entities": args.entities, "target": target,
             "terms": len(terms), "max_prompts": args.max_prompts, "drop_repeats": args.drop_repeats,
             "repeats_kept": repeats, **overlap}
     said = ("repeated questions dropped (--drop_repeats)" if args.drop_repeats else

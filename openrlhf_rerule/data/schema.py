@@ -278,11 +278,12 @@ def require(record: dict, field: str, path, kind=str):
 
 
 def write_with_sidecar(out, rows: list[dict], kind: str, meta: dict) -> Path:
-    """The rows, then `<out>.meta.json` beside them (both atomically): how the file was made and checked."""
+    """The rows, then `<out>.meta.json` beside them (both atomically): how the file was made and checked (`meta`:
+    the command, its role and sources, data/roles.py), and how many rows it has."""
     # OpenRLHF loads the file with `datasets`' JSON reader, which wants the same fields in every row
     for key, default in (("mode", "qa"), ("repeat", 0)):
         if any(key in row for row in rows):
             rows = [{key: default, **row} for row in rows]
     path = write_jsonl(out, rows, kind)
-    write_sidecar(out, meta)
+    write_sidecar(out, {**meta, "rows": len(rows)})
     return path
