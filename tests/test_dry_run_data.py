@@ -75,7 +75,7 @@ def tofu_plan(tmp_path: Path, **env) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPTS / "reproduce_tofu.sh")], capture_output=True, text=True,
                           cwd=SCRIPTS.parents[1], env={"PATH": "/usr/bin:/bin", "DRY_RUN": "1", "PYTHON": str(wrapper),
                                                        "RUNS_DIR": str(tmp_path / "runs"), "TOFU_DIR": str(tofu),
-                                                       "RETAIN_RUN": str(tmp_path / "retain_run"),
+                                                       "RETAIN_RUN": str(tmp_path / "retain_run" / "eval_log_forget.json"),
                                                        "PYTHONPATH": str(SCRIPTS.parents[1]), **env})
 
 
@@ -142,7 +142,8 @@ def test_tofu_retain_run_of_another_split_stops_the_plan_before_any_step(tmp_pat
     other = tmp_path / "retain95" / "eval_log_forget.json"
     other.parent.mkdir()
     retain_log(other, [f"Question {i} about an author of forget05?" for i in range(200)])
-    result = tofu_plan(tmp_path / "second", RETAIN_RUN=str(other.parent))
+    (tmp_path / "second").mkdir()
+    result = tofu_plan(tmp_path / "second", RETAIN_RUN=str(other))
     assert result.returncode == 2
     assert f"{other}: the retain run has 200 forget items, --split forget01 has 40" in result.stderr
     assert steps(result.stdout) == []  # nothing ran, not even the first data step
