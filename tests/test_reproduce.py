@@ -68,7 +68,8 @@ def flag(argv, name):
 
 @pytest.mark.parametrize("script, first", [("reproduce_rwku.sh", ["rerule data convert"] * 2 + ["rerule data overlap"] * 2),
                                            ("reproduce_muse.sh", ["rerule data convert"] * 2 + ["rerule data overlap"]),
-                                           ("reproduce_tofu.sh", ["rerule data convert", "rerule data boundary",
+                                           ("reproduce_tofu.sh", ["rerule eval tofu",  # --check_only: the retain run
+                                                                  "rerule data convert", "rerule data boundary",
                                                                   "rerule data stage1", "rerule data stage2"])])
 def test_the_whole_plan_is_accepted_by_the_real_parsers(script, first, tmp_path):
     root = release(tmp_path)
@@ -78,7 +79,7 @@ def test_the_whole_plan_is_accepted_by_the_real_parsers(script, first, tmp_path)
     assert [kind(a) for a in runs] == first + arms + [evaluation] * 4 + ["rerule report"]
     for argv in runs:
         check(argv)  # raises SystemExit on a rejected argument
-    evals = [a for a in runs if a[:2] == ["rerule", "eval"]]
+    evals = [a for a in runs if a[:2] == ["rerule", "eval"] and "--check_only" not in a]
     assert len({flag(a, "--out") for a in evals}) == 4 and runs[-1][2:6] == [flag(a, "--out") for a in evals]
     assert [flag(a, "--name") for a in evals] == ["Stage 1 (ours)", "RULE (ours)", "ReRULE (ours)",
                                                   "ReRULE random storage (ours)"]
