@@ -137,11 +137,12 @@ CORE = {"replay", "losses", "rewards"}
 LEAVES = {"cli_convention", "atomic", "chat_endpoint"}
 MAY_IMPORT = {
     **{name: (set(), set()) for name in LEAVES | CORE},
-    "data": ({"rewards", "atomic", "chat_endpoint", "cli_convention"}, {"local"}),
-    "local": (CORE | {"data", "cli_convention"}, set()),
+    "provenance": ({"atomic"}, set()),
+    "data": ({"rewards", "atomic", "chat_endpoint", "cli_convention", "provenance"}, {"local"}),
+    "local": (CORE | {"data", "cli_convention", "provenance"}, set()),
     "openrlhf": ({"replay", "losses", "atomic"}, {"local", "cli", "data", "rewards"}),
     "experiments": (CORE | {"local", "data", "cli_convention"}, set()),
-    "eval": ({"atomic", "chat_endpoint", "cli_convention", "data"}, {"rewards"}),
+    "eval": ({"atomic", "chat_endpoint", "cli_convention", "data", "provenance"}, {"rewards"}),
     "cli": ({"cli_convention", "openrlhf"}, set()),
 }
 
