@@ -436,21 +436,6 @@ def transformers_greedy(folder: Path, prompts: list[list[int]], max_new_tokens: 
     return outputs, model
 
 
-def vllm_greedy(folder: Path, prompts: list[list[int]], max_new_tokens: int, dtype: str) -> list[list[int]]:
-    """Greedy continuations from vLLM (the CPU build here), in this process."""
-    # What vLLM-CPU needs on this machine (tests/e2e/e2e_stack.py MACHINE_ENV), and the engine in this process
-    # (no spawned engine core: a script calling this needs no `if __name__ == "__main__":` guard).
-    for key, value in (("VLLM_CPU_KVCACHE_SPACE", "1"), ("VLLM_CPU_OMP_THREADS_BIND", "nobind"),
-                       ("VLLM_ENABLE_V1_MULTIPROCESSING", "0"), ("TOKENIZERS_PARALLELISM", "false")):
-        os.environ.setdefault(key, value)
-    from vllm import LLM, SamplingParams
-
-    llm = LLM(model=str(folder), dtype=dtype, enforce_eager=True, max_model_len=512, seed=0)
-    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
-    results = llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
-    return [list(r.outputs[0].token_ids) for r in results]
-
-
 def top2_margin(model, ids: list[int]) -> float:
     """transformers' logit gap between its first and second choice after `ids`: a small gap is a near tie that
     float rounding can flip."""
@@ -475,6 +460,8 @@ def parity(folder: Path, dtype: str = "float32", prompts: list[str] = PARITY_PRO
     hf, model = transformers_greedy(folder, ids, max_new_tokens, dtype)
     hf_seconds = time.time() - start
     start = time.time()
+    from openrlhf_rerule.openrlhf.vllm_greedy import vllm_greedy  # the one package that imports vLLM
+
     vl = vllm_greedy(folder, ids, max_new_tokens, dtype)
     vllm_seconds = time.time() - start
     rows = []
