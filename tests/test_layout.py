@@ -137,9 +137,12 @@ CORE = {"replay", "losses", "rewards"}
 LEAVES = {"cli_convention", "atomic", "chat_endpoint"}
 MAY_IMPORT = {
     **{name: (set(), set()) for name in LEAVES | CORE},
-    "data": ({"rewards", "atomic", "chat_endpoint", "cli_convention"}, {"local"}),
-    "local": (CORE | {"data", "cli_convention"}, set()),
-    "openrlhf": ({"replay", "losses", "atomic"}, {"local", "cli", "data", "rewards"}),
+    "provenance": ({"atomic"}, set()),
+    "lineage": ({"provenance", "cli_convention"}, set()),
+    "data": ({"rewards", "atomic", "chat_endpoint", "cli_convention", "provenance"}, {"local"}),
+    "local": (CORE | {"data", "cli_convention", "provenance", "lineage"}, set()),
+    "openrlhf": ({"replay", "losses", "atomic", "provenance", "lineage", "cli_convention"},
+                 {"local", "cli", "data", "rewards"}),
     "experiments": (CORE | {"local", "data", "cli_convention"}, set()),
     "eval": ({"atomic", "chat_endpoint", "cli_convention", "data"}, {"rewards"}),
     "cli": ({"cli_convention", "openrlhf"}, set()),
