@@ -44,20 +44,6 @@ def stage_fields(base_model: str, data: list[str]) -> dict:
     return fields
 
 
-def prompt_form(chat_template: str | None, input_template: str | None, tokenizer: dict | None) -> str:
-    """What a prompt is wrapped in, in one vocabulary for both backends (`--chat_template auto` and OpenRLHF's
-    `--data.apply_chat_template` both mean the tokenizer's own template, which a template-less tokenizer lacks)."""
-    template = (tokenizer or {}).get("chat_template_sha256")
-    if chat_template == "auto" and template:
-        return f"the tokenizer's chat template (sha256 {template[:12]})"
-    return f"the input template {input_template!r}" if input_template else "the raw prompt"
-
-
-def _differ(a: dict | None, b: dict | None) -> bool:
-    """Two tokenizer fingerprints that give other token ids (the chat template is a format question, not this)."""
-    return bool(a and b) and (a["sha256"], a["vocab_size"]) != (b["sha256"], b["vocab_size"])
-
-
 def _ids(fp: dict) -> str:
     return f"vocab_size {fp['vocab_size']}, sha256 {fp['sha256'][:12]}"
 
@@ -72,14 +58,14 @@ def check_stage2(policy: str, data: list[str], chat_template: str, input_templat
     tokenizer = tokenizer_fingerprint(policy) if Path(policy).is_dir() else None
     for flag, path in references:
         other = tokenizer_fingerprint(path) if Path(path).is_dir() else None
-        if _differ(other, tokenizer):
+        if other and tokenizer and other["sha256"] != tokenizer["sha256"]:  # (the token ids; not the chat template)
             raise UserError(f"{flag} {path}: its tokenizer is not the policy's ({model_flag} {policy}), field "
                             f"'tokenizer': {_ids(other)} vs {_ids(tokenizer)}; a KL term or score across two "
                             "vocabularies compares unrelated tokens: use a model that shares the policy's tokenizer")
     for flag, folder in ((model_flag, policy), ("--resume", resume)):
         own = read_model_record(folder) if folder and Path(folder).is_dir() else None
         recorded, found = (own or {}).get("tokenizer"), tokenizer_fingerprint(folder) if own else None
-        if _differ(recorded, found) or (recorded and not found):
+        if recorded and (not found or found["sha256"] != recorded["sha256"]):
             raise UserError(f"{flag} {folder}: its tokenizer files are not the ones {Path(folder) / MODEL_RECORD} "
                             f"recorded (field 'tokenizer': {_ids(found) if found else 'none'} now, {_ids(recorded)} "
                             "recorded): the folder's files were changed after training; put its own tokenizer back")
@@ -92,8 +78,14 @@ def check_stage2(policy: str, data: list[str], chat_template: str, input_templat
     where = Path(policy) / MODEL_RECORD
     differences = []
     if record.get("chat_template") is not None:  # None: a model trained on text rows only, no prompt wrapped
-        before = prompt_form(record["chat_template"], record.get("input_template"), record.get("tokenizer"))
-        now = prompt_form(chat_template, input_template, tokenizer)
+        # What a prompt is wrapped in, in one vocabulary for both backends: `--chat_template auto` and OpenRLHF's
+        # `--data.apply_chat_template` both mean the tokenizer's own template (which a template-less one lacks).
+        sides = ((record["chat_template"], record.get("input_template"), record.get("tokenizer")),
+                 (chat_template, input_template, tokenizer))
+        before, now = (f"the tokenizer's chat template (sha256 {sha[:12]})" if chat == "auto" and sha else
+                       f"the input template {template!r}" if template else "the raw prompt"
+                       for chat, template, sha in ((c, t, (fp or {}).get("chat_template_sha256"))
+                                                   for c, t, fp in sides))
         if before != now:
             differences.append(f"field 'chat_template': {before} in {where}, {now} with {format_setting}")
     old, new = record.get("prompt_format"), fields["prompt_format"]

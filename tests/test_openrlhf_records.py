@@ -255,7 +255,8 @@ def test_records_are_written_by_rank_0_only_and_add_no_collective(model_dir, fil
     # the HF folders' tokenizer is the model's; a DeepSpeed folder holds no tokenizer files
     assert read_model_record(out)["tokenizer"] == tokenizer_fingerprint(model_dir)
     assert read_model_record(tmp_path / "ckpt/_actor/global_step3")["tokenizer"] is None
-    assert read_model_record(out)["data"][0]["role"] == "training" and read_model_record(out)["prompt_format"] == "plain"
+    final = read_model_record(out)
+    assert final["data"][0]["role"] == "training" and final["prompt_format"] == "plain"
 
 
 def test_one_rank_through_the_harness_records_every_checkpoint_and_the_final_model(model_dir, tmp_path,

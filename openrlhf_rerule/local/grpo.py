@@ -39,7 +39,8 @@ class GRPOTrainer:
 
     def __init__(self, cfg: Stage2Config, reward_fn=None):
         self.cfg = cfg
-        self.rows, ckpt, self.record = start_run(cfg, "stage2")  # flags, data, model paths, run directory: checked before loading
+        # flags, data, model paths and records, run directory: checked before loading
+        self.rows, ckpt, self.record = start_run(cfg, "stage2")
         self.device = resolve_device(cfg.device, cfg.cpu_threads)
         seed_everything(cfg.seed)
         self.out = Path(cfg.out)

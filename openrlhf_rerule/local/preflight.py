@@ -31,8 +31,8 @@ from .checkpoint import RUN_FILE, clean_interrupted, file_sha256, find_checkpoin
 from .sft_data import check_truncation
 
 # Settings that may change between a run and its resume: where and how it runs, not what it computes.
-RUN_CONTROL = {"out", "resume", "overwrite", "allow_config_change", "allow_format_change", "steps", "save_every", "keep_checkpoints",
-               "allow_truncation", "check_reward_target", "stop_after", "progress", "tensorboard", "wandb_project",
+RUN_CONTROL = {"out", "resume", "overwrite", "allow_config_change", "allow_format_change", "steps", "save_every",
+               "keep_checkpoints", "allow_truncation", "check_reward_target", "stop_after", "progress", "tensorboard", "wandb_project",
                "device", "cpu_threads", "micro_batch_size"}
 # What a run writes into --out (what --overwrite deletes).
 RUN_OUTPUTS = ("checkpoints", "final", "tensorboard", "metrics.jsonl", "reward_history.jsonl", "wandb")

@@ -18,29 +18,25 @@ from pathlib import Path
 from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.lineage import FORMAT_FLAG, check_stage2, stage_fields
 
-
-def local_files(datasets: str | None) -> list[str]:
-    """The local files of OpenRLHF's comma-separated dataset list (`path` or `path@split`; hub names are skipped)."""
-    paths = [name.split("@")[0].strip() for name in str(datasets or "").split(",")]
-    return [path for path in paths if path and Path(path).is_file()]
+from .whole_batches import dataset_paths, prompts_per_episode
 
 
-def prompt_format_fields(data) -> dict:
-    """OpenRLHF's prompt flags (`args.data`) in the record's terms."""
+def data_flags(data, datasets) -> tuple[list[str], dict]:
+    """OpenRLHF's data flags (`args.data`) in the record's terms: the local files of the dataset list, and the prompt
+    format (the one mapping of OpenRLHF's flags, for both stages)."""
     chat = bool(data.apply_chat_template)
-    return {"chat_template": "auto" if chat else "none", "input_template": None if chat else data.input_template}
+    return ([str(path) for path in dataset_paths(datasets) if path.is_file()],
+            {"chat_template": "auto" if chat else "none", "input_template": None if chat else data.input_template})
 
 
 def stage1_record(args) -> dict:
     """The record of `openrlhf_rerule.cli.train_sft` (OpenRLHF's train_sft, recorded); no check: Stage 1 sets the
     format its model is trained in."""
-    fields = prompt_format_fields(args.data)
-    # pretrain mode trains on whole texts: no prompt is wrapped in anything
-    if args.model.pretrain_mode_enable:
+    files, fields = data_flags(args.data, args.data.dataset)
+    if args.model.pretrain_mode_enable:  # whole texts: no prompt is wrapped in anything
         fields["chat_template"] = None
     return {"made_by": "openrlhf train_sft", "stage": 1, "algorithm": "sft",
-            **stage_fields(args.model.model_name_or_path, local_files(args.data.dataset)), **fields,
-            "overrides": [],
+            **stage_fields(args.model.model_name_or_path, files), **fields, "overrides": [],
             "settings": {"lr": args.adam.lr, "epochs": args.train.max_epochs, "batch_size": args.train.batch_size,
                          "max_len": args.data.max_len, "seed": args.train.seed, "max_samples": args.data.max_samples}}
 
@@ -52,9 +48,8 @@ def stage2_record(args) -> dict:
     from openrlhf_rerule.rewards.openrlhf_reward import DEFAULT_VARIANT
 
     from .args import replay_config_from_args
-    from .whole_batches import prompts_per_episode
 
-    policy, fields = args.actor.model_name_or_path, prompt_format_fields(args.data)
+    policy, (files, fields) = args.actor.model_name_or_path, data_flags(args.data, args.data.prompt_dataset)
     setting = ("--data.apply_chat_template" if fields["chat_template"] == "auto" else
                f"--data.input_template {fields['input_template']!r}" if fields["input_template"] else
                "neither --data.apply_chat_template nor --data.input_template")
@@ -66,9 +61,8 @@ def stage2_record(args) -> dict:
         references += [("--reward.model_name_or_path", path.strip())
                        for path in str(args.reward.model_name_or_path or "").split(",") if path.strip()]
     try:
-        checked = check_stage2(policy, local_files(args.data.prompt_dataset), fields["chat_template"],
-                               fields["input_template"], setting, references, args.allow_format_change,
-                               model_flag="--actor.model_name_or_path")
+        checked = check_stage2(policy, files, fields["chat_template"], fields["input_template"], setting, references,
+                               args.allow_format_change, model_flag="--actor.model_name_or_path")
     except UserError as e:
         print(f"openrlhf_rerule.cli.train_ppo_ray: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
