@@ -13,7 +13,8 @@ import torch
 from openrlhf_rerule.local.tiny import save_tiny_model
 from openrlhf_rerule.openrlhf.args import run_openrlhf_main
 from openrlhf_rerule.openrlhf.compat import import_openrlhf
-from openrlhf_rerule.replay.config import add_replay_arguments
+from openrlhf_rerule.openrlhf.records import stage2_record
+from openrlhf_rerule.openrlhf.args import add_stage2_arguments
 
 import_openrlhf()
 import ray  # noqa: E402
@@ -37,7 +38,7 @@ N = 4
 def parse_args(argv):
     parsed = {}
     run_openrlhf_main("openrlhf.cli.train_ppo_ray", argv, train=lambda a: parsed.setdefault("args", a),
-                      extra_arguments=add_replay_arguments)
+                      extra_arguments=add_stage2_arguments)
     return parsed["args"]
 
 
@@ -190,6 +191,7 @@ def build(model_dir, tmp_path, cpu_boundaries, steps, extra=(), micro_batch_size
         "--replay.enable", "--replay.threshold", "0.4", "--replay.min_groups", "4", "--replay.warmup_steps", "2",
         "--replay.capacity", "20", "--replay.batch_groups", "4", *extra])
     args.eval.steps = math.inf  # what PPOTrainer.__init__ does for -1
+    args.rerule_record = stage2_record(args)  # what our train() prepares before Ray starts
     strategy = Strategy(args)
 
     actor_model = Actor(str(model_dir), attn_implementation="eager", param_dtype="bf16")

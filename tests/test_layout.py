@@ -138,9 +138,11 @@ LEAVES = {"cli_convention", "atomic", "chat_endpoint"}
 MAY_IMPORT = {
     **{name: (set(), set()) for name in LEAVES | CORE},
     "provenance": ({"atomic"}, set()),
+    "lineage": ({"provenance", "cli_convention"}, set()),
     "data": ({"rewards", "atomic", "chat_endpoint", "cli_convention", "provenance"}, {"local", "openrlhf"}),
-    "local": (CORE | {"data", "cli_convention", "provenance"}, set()),
-    "openrlhf": ({"replay", "losses", "atomic"}, {"local", "cli", "data", "rewards"}),
+    "local": (CORE | {"data", "cli_convention", "provenance", "lineage"}, set()),
+    "openrlhf": ({"replay", "losses", "atomic", "provenance", "lineage", "cli_convention"},
+                 {"local", "cli", "data", "rewards"}),
     "experiments": (CORE | {"local", "data", "cli_convention"}, set()),
     "eval": ({"atomic", "chat_endpoint", "cli_convention", "data", "provenance"}, {"rewards"}),
     "cli": ({"cli_convention", "openrlhf"}, set()),

@@ -186,7 +186,7 @@ def test_rotation_never_deletes_the_newest_checkpoint(files, tmp_path):
         (root / stale).mkdir(parents=True)
     state = {"config": {"data": str(files / "stage2.jsonl")}}
     for step in (3, 4, 5):
-        save_checkpoint(root, step, model, tok, state, keep=2)
+        save_checkpoint(root, step, model, tok, state, keep=2, record={"made_by": "test"})
     latest = (root / "latest").read_text()
     assert latest == "step_000005" and (root / latest / RUN_FILE).is_file()
     assert sorted(p.name for p in root.glob("step_*")) == ["step_000004", "step_000005", "step_000017", "step_000018"]

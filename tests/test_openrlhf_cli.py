@@ -70,7 +70,7 @@ def test_openrlhf_flags_are_openrlhf_validated():
         check(GRPO + ["--rollout.n_samples_per_prompt", "1"])
 
 
-def test_without_replay_it_is_openrlhf_train_unchanged(monkeypatch):
+def test_without_replay_it_is_openrlhf_train_with_the_recording_actor_only(monkeypatch):
     import openrlhf.cli.train_ppo_ray as upstream
     import openrlhf.trainer.ppo_trainer as ppo_trainer
 
@@ -83,9 +83,13 @@ def test_without_replay_it_is_openrlhf_train_unchanged(monkeypatch):
     train_ppo_ray.main(GRPO[3:])
     train_ppo_ray.main(GRPO[3:] + ["--replay.enable"])
 
-    from openrlhf_rerule.openrlhf.actor import ReplayPolicyModelActor
+    from openrlhf_rerule.openrlhf.actor import RecordingPolicyModelActor, ReplayPolicyModelActor
     from openrlhf_rerule.openrlhf.trainer import ReplayPPOTrainer
-    assert seen == [(False, *original), (True, ReplayPolicyModelActor, ReplayPPOTrainer)]
+    assert seen == [(False, RecordingPolicyModelActor, original[1]), (True, ReplayPolicyModelActor, ReplayPPOTrainer)]
+    # the RULE arm's actor is OpenRLHF's with the record writing added, nothing else
+    assert RecordingPolicyModelActor.__ray_actor_class__.__bases__ == (original[0].__ray_actor_class__,)
+    assert set(vars(RecordingPolicyModelActor.__ray_actor_class__)) - {"__module__", "__doc__", "__qualname__"} == {
+        "steps_trained", "fit", "save_model", "save_checkpoint"}
     assert (upstream.PolicyModelActor, ppo_trainer.PPOTrainer) == original  # exchanged for that call only
 
 
@@ -122,7 +126,8 @@ def test_readme_documents_every_replay_flag():
 
 def test_rule_through_our_entry_point_hands_openrlhf_train_the_args_openrlhf_parses():
     """Without --replay.enable, our entry point calls OpenRLHF's own `train` with the namespace OpenRLHF's own
-    parser builds from the same command line (plus only the unused `replay` group)."""
+    parser builds from the same command line (plus only the unused `replay` group, `allow_format_change` and the
+    record the actors write)."""
     from unittest import mock
 
     import openrlhf.cli.train_ppo_ray as upstream
@@ -136,7 +141,8 @@ def test_rule_through_our_entry_point_hands_openrlhf_train_the_args_openrlhf_par
         main(argv)
     run_openrlhf_main("openrlhf.cli.train_ppo_ray", argv, train=received.append)
     ours, theirs = (vars_tree(a) for a in received)
-    assert ours.pop("replay")["enable"] is False
+    assert ours.pop("replay")["enable"] is False and ours.pop("allow_format_change") is False
+    assert ours.pop("rerule_record")["made_by"] == "openrlhf_rerule train_ppo_ray"
     assert ours == theirs and theirs["train"]["seed"] == 7
 
 

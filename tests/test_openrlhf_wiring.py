@@ -6,8 +6,10 @@ training_step, NaiveReplayBuffer, OpenRLHF's Actor on a tiny Llama, TensorboardL
 What is stubbed, at the boundaries only (tests/openrlhf_harness.py): Ray, vLLM, DeepSpeed, CUDA synchronisation.
 """
 
+import json
 import math
 import os
+import shutil
 
 import pytest
 import torch
@@ -82,7 +84,8 @@ def test_replay_activates_updates_logs_and_checkpoints(model_dir, tmp_path, cpu_
     assert sorted(os.listdir(replay_dir)) == ["global_step2.pt", "global_step4.pt"]
     saved = trainer.replay_buffer.state_dict()
     # Buffer files follow OpenRLHF's checkpoint rotation: once DeepSpeed dropped step 2, so does the next save.
-    os.rmdir(tmp_path / "ckpt" / "_actor" / "global_step2")
+    assert json.loads((tmp_path / "ckpt/_actor/global_step2/rerule_model.json").read_text())["steps"] == 2
+    shutil.rmtree(tmp_path / "ckpt" / "_actor" / "global_step2")  # (as OpenRLHF's rotation removes it)
     trainer.save_replay_buffer(6)
     os.makedirs(tmp_path / "ckpt" / "_actor" / "global_step6")  # OpenRLHF's checkpoint, written after the buffer
     trainer.prune_replay_buffers("global_step6")

@@ -52,7 +52,7 @@ def test_recipe_dry_run_is_accepted_by_the_real_parsers(recipe):
     for argv in runs:
         summary = check(argv)
         if "sft_stage1" in recipe:
-            assert summary["module"] in ("openrlhf.cli.train_sft", "rerule train stage1")
+            assert summary["module"] in ("openrlhf_rerule.cli.train_sft", "rerule train stage1")
             continue
         benchmark = next((b for b in PAPER_PRESETS if b in recipe), "rwku")  # local recipes default to rwku
         replay = summary["replay"]
@@ -127,7 +127,7 @@ def test_stage1_is_rules_llama_factory_recipe(benchmark, cutoff, tmp_path):
     # 300 rows on 4 ranks of micro-batch 2: 37 full micro-batches a rank (OpenRLHF drops the remainder), one
     # optimizer step each, 3 epochs = 111 steps; OpenRLHF's warm-up is ceil(111 x ratio) steps.
     assert math.ceil(111 * float(flag(argv, "--lr_warmup_ratio"))) == 20
-    assert check(argv)["module"] == "openrlhf.cli.train_sft"
+    assert check(argv)["module"] == "openrlhf_rerule.cli.train_sft"
 
 
 def test_stage1_values_are_overridable(tmp_path):

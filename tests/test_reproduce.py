@@ -129,6 +129,10 @@ def test_muse_uses_one_prompt_format_for_stage1_stage2_and_evaluation(tmp_path):
     stage2 = [a for a in leak if a[:4] == ["rerule", "data", "convert", "rule"]][1]
     assert flag(stage2, "--prompt_format") == "rule_muse_label_leak"
     assert flag(stage2, "--normal_icl").endswith("knowmem/retain_qa_icl.json")
+    # Stage 1 trained on rule_muse: the label-leak Stage 2 is a format change, said explicitly (and recorded)
+    stage2_training = [[a for a in r if "openrlhf_rerule.cli.train_ppo_ray" in a] for r in (runs, leak)]
+    assert all(stage2_training) and not any("--allow_format_change" in a for a in stage2_training[0])
+    assert all("--allow_format_change" in a for a in stage2_training[1])
 
 
 def test_tofu_writes_the_papers_eleven_whole_batches_and_keeps_its_evaluation_sets_out(tmp_path):

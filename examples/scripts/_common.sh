@@ -138,7 +138,8 @@ prompt_format_args() {
   fi
 }
 
-# Stage 1, rejection steering: refusal SFT on forget prompts, OpenRLHF's train_sft under the deepspeed launcher.
+# Stage 1, rejection steering: refusal SFT on forget prompts, OpenRLHF's train_sft under the deepspeed launcher
+# (through openrlhf_rerule.cli.train_sft: OpenRLHF's own, plus rerule_model.json in the folders it saves).
 # Needs BASE_MODEL and BENCHMARK. The defaults are RULE's Stage 1 (the ReRULE paper, section 3.3: "identical to
 # the original RULE framework"), from the authors' LLaMA-Factory scripts RS/scripts/full/run_rt_epoch_target.sh
 # (RWKU) and run_rt_epoch_muse_target.sh (MUSE) in github xwtMarch/RULE-Unlearn:
@@ -154,7 +155,7 @@ sft_stage1() {
   local batch="${SFT_BATCH:-8}" epochs="${SFT_EPOCHS:-3}"
   local micro="${SFT_MICRO_BATCH:-$(( batch / NUM_GPUS > 0 ? batch / NUM_GPUS : 1 ))}"
   sft_warmup_ratio "$data" "$batch" "$micro" "$epochs"
-  run deepspeed --num_gpus "$NUM_GPUS" --module openrlhf.cli.train_sft \
+  run deepspeed --num_gpus "$NUM_GPUS" --module openrlhf_rerule.cli.train_sft \
     --model.model_name_or_path "$BASE_MODEL" \
     --data.dataset "$data" \
     --data.input_key prompt --data.output_key response "${PROMPT_ARGS[@]}" \

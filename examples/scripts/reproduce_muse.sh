@@ -34,6 +34,9 @@ icl=(--icl "$MUSE_DIR/knowmem/forget_qa_icl.json")
 stage2_icl=("${icl[@]}")
 if [[ "$MUSE_PROMPT_FORMAT" == rule_muse_label_leak ]]; then
   stage2_icl+=(--normal_icl "$MUSE_DIR/knowmem/retain_qa_icl.json")
+  # Stage 1 trains on rule_muse, Stage 2 on the label-chosen block: a prompt-format change Stage 2 refuses unless
+  # told; said here, it is printed as a WARNING and kept in each Stage 2 model's rerule_model.json
+  export STAGE2_EXTRA_ARGS="${STAGE2_EXTRA_ARGS:-} --allow_format_change"
 fi
 passthrough='{}'; export PROMPT_FORMAT=template INPUT_TEMPLATE="${INPUT_TEMPLATE:-$passthrough}"
 # Rows that copy or nearly copy a KnowMem question are dropped and counted (OUT.meta.json); EVAL_OVERLAP=keep trains

@@ -1,7 +1,8 @@
-"""Atomic checkpoints: OUT/checkpoints/step_000012/ holds the HF model + tokenizer and trainer_state.pt
-(optimiser, every RNG stream, data position, replay buffer, step). A checkpoint is written to a temporary
-directory, fsynced and renamed into place, and `latest` is replaced atomically afterwards: a kill at any
-moment leaves the previous checkpoint intact and `latest` pointing at a complete one."""
+"""Atomic model folders: OUT/checkpoints/step_000012/ holds the HF model + tokenizer, rerule_model.json and
+trainer_state.pt (optimiser, every RNG stream, data position, replay buffer, step); OUT/final/ the model, tokenizer
+and rerule_model.json. A folder is written to a temporary directory, fsynced and renamed into place, and `latest` is
+replaced atomically afterwards: a kill at any moment leaves the previous checkpoint intact and `latest` pointing at
+a complete one."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from openrlhf_rerule.provenance import file_sha256
+from openrlhf_rerule.provenance import file_sha256, write_model_record
 
 STATE_FILE = "trainer_state.pt"
 # Small JSON beside the state: the step, the run's settings and the data file's hash, read on resume to
@@ -47,28 +48,45 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(root: str | Path, step: int, model, tokenizer, state: dict, keep: int = 2) -> Path:
-    """Write OUT/checkpoints/step_{step} atomically and point `latest` at it; keep the newest `keep`."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:06d}"
-    tmp = root / f".tmp-step_{step:06d}-{os.getpid()}"
+def save_model_dir(path: str | Path, model, tokenizer, record: dict, extra=None) -> Path:
+    """Write a model folder atomically: weights, tokenizer, `extra(tmp)`'s files and, last, `rerule_model.json`
+    (provenance.write_model_record: its tokenizer fingerprint is of the files beside it) into a temporary sibling,
+    fsynced and renamed into place. A reader never sees the folder without its record."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    torch.save(state, tmp / STATE_FILE)
-    config = state.get("config", {})
-    (tmp / RUN_FILE).write_text(json.dumps({"step": step, "config": config,
-                                            "data_sha256": file_sha256(config["data"]) if config.get("data") else None}))
+    if extra is not None:
+        extra(tmp)
+    write_model_record(tmp, record)
     for p in [*tmp.rglob("*"), tmp]:
         _fsync(p)
-    if final.exists():  # re-saving a step (after a resume): move the old copy aside first, never delete it first
-        stale = root / f".old-step_{step:06d}-{os.getpid()}"
-        os.rename(final, stale)
-        os.rename(tmp, final)
+    if path.exists():  # re-saving (after a resume): move the old copy aside first, never delete it first
+        stale = path.parent / f".old-{path.name}-{os.getpid()}"
+        os.rename(path, stale)
+        os.rename(tmp, path)
         shutil.rmtree(stale, ignore_errors=True)
     else:
-        os.rename(tmp, final)
+        os.rename(tmp, path)
+    _fsync(path.parent)
+    return path
+
+
+def save_checkpoint(root: str | Path, step: int, model, tokenizer, state: dict, keep: int = 2, *,
+                    record: dict) -> Path:
+    """Write OUT/checkpoints/step_{step} atomically (with `record` as its rerule_model.json) and point `latest`
+    at it; keep the newest `keep`."""
+    root = Path(root)
+    config = state.get("config", {})
+
+    def trainer_files(tmp: Path) -> None:
+        torch.save(state, tmp / STATE_FILE)
+        (tmp / RUN_FILE).write_text(json.dumps({"step": step, "config": config, "data_sha256": file_sha256(
+            config["data"]) if config.get("data") else None}))
+
+    final = save_model_dir(root / f"step_{step:06d}", model, tokenizer, record, trainer_files)
     pointer = root / f".latest-{os.getpid()}"
     pointer.write_text(final.name)
     _fsync(pointer)

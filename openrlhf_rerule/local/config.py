@@ -11,6 +11,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
+from openrlhf_rerule.lineage import FORMAT_HELP
 from openrlhf_rerule.replay import ReplayConfig
 
 
@@ -51,7 +52,8 @@ HELP = {
     "check_reward_target": "two_stage_abs_target: refuse when the tokenizer cannot give the <reject> target back "
                            "or fewer than 10% of forget prompts name it (--no_check_reward_target: train anyway)",
     "warmup_ratio": "fraction of the steps with linear learning-rate warm-up",
-    "ref_model": "frozen KL reference (default: --model)",
+    "ref_model": "frozen KL reference (default: --model); its tokenizer must be the policy's",
+    "allow_format_change": FORMAT_HELP,
     "steps": "Stage 2 steps (each: one rollout batch, one on-policy update, at most one replay update)",
     "rollout_batch": "prompts per step",
     "n_samples": "responses per prompt (the GRPO group)",
@@ -127,6 +129,7 @@ class Stage2Config(CommonConfig):
     purge_boundary: str = "word"
     purge_case_sensitive: bool = False
     check_reward_target: bool = True
+    allow_format_change: bool = False
     replay: ReplayConfig = field(default_factory=ReplayConfig)
 
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from openrlhf_rerule.losses import grpo_policy_loss, replay_loss, replay_weight_sum
 from openrlhf_rerule.replay import HardCaseReplayBuffer, StoredGroup, group_stats, groups_from_batch
 
-from .checkpoint import load_state, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_state, rng_state, save_checkpoint, save_model_dir, set_rng_state
 from .config import Stage2Config, config_to_dict
 from .engine import (IndexSampler, backward_microbatches, batched_logprobs, load_model, make_optimizer,
                      optimizer_step, resolve_device, seed_everything, units)
@@ -39,7 +39,8 @@ class GRPOTrainer:
 
     def __init__(self, cfg: Stage2Config, reward_fn=None):
         self.cfg = cfg
-        self.rows, ckpt = start_run(cfg, "stage2")  # flags, data, model paths, run directory: checked before loading
+        # flags, data, model paths and records, run directory: checked before loading
+        self.rows, ckpt, self.record = start_run(cfg, "stage2")
         self.device = resolve_device(cfg.device, cfg.cpu_threads)
         seed_everything(cfg.seed)
         self.out = Path(cfg.out)
@@ -209,7 +210,7 @@ class GRPOTrainer:
                  "sampler": self.sampler.state_dict(), "rng": rng_state(), "config": config_to_dict(self.cfg),
                  "buffer": None if self.buffer is None else self.buffer.state_dict()}
         return save_checkpoint(self.out / "checkpoints", self.step, self.model, self.tokenizer, state,
-                               self.cfg.keep_checkpoints)
+                               self.cfg.keep_checkpoints, record={**self.record, "steps": self.step})
 
     def fit(self) -> Path:
         cfg = self.cfg
@@ -227,9 +228,7 @@ class GRPOTrainer:
                 self.logger.close()
                 return self.out / "checkpoints"
         bar.close()
-        final = self.out / "final"
-        self.model.save_pretrained(final)
-        self.tokenizer.save_pretrained(final)
+        final = save_model_dir(self.out / "final", self.model, self.tokenizer, {**self.record, "steps": self.step})
         self.logger.close()
         return final
 

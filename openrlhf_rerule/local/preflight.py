@@ -24,14 +24,15 @@ from pathlib import Path
 from openrlhf_rerule.cli_convention import UserError
 from openrlhf_rerule.data import DataError, read_jsonl
 from openrlhf_rerule.data.schema import check_labels_fit
+from openrlhf_rerule.lineage import check_stage2, stage_fields
 from openrlhf_rerule.rewards.rule import parse_label
 
 from .checkpoint import RUN_FILE, clean_interrupted, file_sha256, find_checkpoint
 from .sft_data import check_truncation
 
 # Settings that may change between a run and its resume: where and how it runs, not what it computes.
-RUN_CONTROL = {"out", "resume", "overwrite", "allow_config_change", "steps", "save_every", "keep_checkpoints",
-               "allow_truncation", "check_reward_target", "stop_after", "progress", "tensorboard", "wandb_project",
+RUN_CONTROL = {"out", "resume", "overwrite", "allow_config_change", "allow_format_change", "steps", "save_every",
+               "keep_checkpoints", "allow_truncation", "check_reward_target", "stop_after", "progress", "tensorboard", "wandb_project",
                "device", "cpu_threads", "micro_batch_size"}
 # What a run writes into --out (what --overwrite deletes).
 RUN_OUTPUTS = ("checkpoints", "final", "tensorboard", "metrics.jsonl", "reward_history.jsonl", "wandb")
@@ -204,8 +205,9 @@ def check_reward_fit(cfg, rows: list[dict]) -> None:
                         "--no_check_reward_target")
 
 
-def start_run(cfg, kind: str) -> tuple[list[dict], Path | None]:
-    """Check everything, then prepare --out. Returns (validated data rows, checkpoint to resume or None)."""
+def start_run(cfg, kind: str) -> tuple[list[dict], Path | None, dict]:
+    """Check everything, then prepare --out. Returns (validated data rows, checkpoint to resume or None, the
+    rerule_model.json of the folders this run will write, without `steps`)."""
     check_flags(cfg)
     check_device(cfg.device)
     check_model_dir("--model", cfg.model)
@@ -219,6 +221,26 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None]:
     else:
         check_reward_fit(cfg, rows)
     ckpt = check_run_dir(cfg)
+    # What the folders this run writes will say about it (rerule_model.json; `steps` is added at each save).
+    overrides = [f"--{name}" for name in ("allow_format_change", "allow_config_change", "allow_truncation")
+                 if getattr(cfg, name, False)]
+    if not getattr(cfg, "check_reward_target", True):
+        overrides.append("--no_check_reward_target")
+    record = {"made_by": "rerule train stage1", "stage": 1, "algorithm": "sft"}
+    if kind == "sft":
+        # text rows wrap no prompt in anything: such a model was trained in no prompt format
+        record.update(stage_fields(cfg.model, [cfg.data]),
+                      chat_template=cfg.chat_template if any("prompt" in row for row in rows) else None)
+    else:
+        reference = (cfg.ref_model or cfg.model) if cfg.kl_coef > 0 else None
+        fields = check_stage2(cfg.model, [cfg.data], cfg.chat_template, None, f"--chat_template {cfg.chat_template}",
+                              [("--ref_model", cfg.ref_model)] if cfg.ref_model and reference else [],
+                              cfg.allow_format_change, resume=str(ckpt) if ckpt else None)
+        record = {"made_by": "rerule train stage2", "stage": 2, **fields,
+                  "algorithm": "grpo+replay" if cfg.replay.enable else "grpo", "reward_variant": cfg.reward_variant,
+                  "reference_model": str(Path(reference).resolve()) if reference else None,
+                  "chat_template": cfg.chat_template}
+    record.update(input_template=None, rows=len(rows), overrides=overrides, config=dataclasses.asdict(cfg))
     notes = check_resume_settings(cfg, ckpt) if ckpt is not None else []
     # ---- checks done: from here on --out may change ----
     out = Path(cfg.out)
@@ -229,7 +251,7 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None]:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         if removed:
             print(f"--overwrite: removed {', '.join(removed)} from {out}")
-    stale = clean_interrupted(out / "checkpoints")
+    stale = clean_interrupted(out / "checkpoints") + clean_interrupted(out)  # (out: an interrupted final/)
     if stale:
         print(f"removed {len(stale)} leftover(s) of interrupted checkpoint writes: {', '.join(p.name for p in stale)}")
     if ckpt is not None:
@@ -237,4 +259,4 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None]:
             print(f"warning: resuming with a changed setting: {note}")
         saved = json.loads((ckpt / RUN_FILE).read_text()) if (ckpt / RUN_FILE).is_file() else {}
         print(f"resuming from {ckpt}: step {saved.get('step', ckpt.name)} done, continuing with the next one")
-    return rows, ckpt
+    return rows, ckpt, record

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_state, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_state, rng_state, save_checkpoint, save_model_dir, set_rng_state
 from .config import Stage1Config, config_to_dict
 from .engine import (IndexSampler, backward_microbatches, load_model, make_optimizer, optimizer_step,
                      resolve_device, seed_everything)
@@ -34,7 +34,7 @@ def warmup_cosine(total_steps: int, warmup_ratio: float):
 
 
 def train_stage1(cfg: Stage1Config) -> Path:
-    rows, ckpt = start_run(cfg, "sft")  # flags, data, model path, run directory: all checked before loading
+    rows, ckpt, record = start_run(cfg, "sft")  # flags, data, model path, run directory: all checked before loading
     device = resolve_device(cfg.device, cfg.cpu_threads)
     seed_everything(cfg.seed)
     out = Path(cfg.out)
@@ -58,7 +58,8 @@ def train_stage1(cfg: Stage1Config) -> Path:
     def checkpoint(step: int) -> None:
         state = {"step": step, "stage": 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "sampler": sampler.state_dict(), "rng": rng_state(), "config": config_to_dict(cfg)}
-        save_checkpoint(out / "checkpoints", step, model, tokenizer, state, cfg.keep_checkpoints)
+        save_checkpoint(out / "checkpoints", step, model, tokenizer, state, cfg.keep_checkpoints,
+                        record={**record, "steps": step})
 
     bar = tqdm(range(start + 1, total_steps + 1), desc="stage1 sft", disable=not cfg.progress, initial=start,
                total=total_steps)
@@ -90,8 +91,6 @@ def train_stage1(cfg: Stage1Config) -> Path:
         if step == cfg.stop_after:
             logger.close()
             return out / "checkpoints"
-    final = out / "final"
-    model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
+    final = save_model_dir(out / "final", model, tokenizer, {**record, "steps": total_steps})
     logger.close()
     return final

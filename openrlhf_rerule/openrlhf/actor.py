@@ -6,6 +6,7 @@ The driver stages the replayed experiences before the step's `fit`; `fit` then r
 replay update back to back, so that under `--ds.enable_sleep` both share OpenRLHF's one reload/offload window.
 """
 
+import os
 import time
 
 import ray
@@ -14,6 +15,7 @@ import torch
 from openrlhf_rerule.losses import replay_loss, replay_weight_sum
 from openrlhf_rerule.openrlhf.args import replay_config_from_args
 from openrlhf_rerule.openrlhf.compat import import_openrlhf
+from openrlhf_rerule.provenance import write_model_record
 from openrlhf_rerule.replay import ReplayConfig
 
 import_openrlhf()
@@ -119,8 +121,41 @@ class ReplayActorPPOTrainer(ActorPPOTrainer):
         return status
 
 
-class ReplayPolicyModel(PolicyModelActor.__ray_actor_class__):
-    """OpenRLHF's PolicyModelActor; `fit` also runs the replay update on experiences staged by the driver."""
+class RecordingPolicyModel(PolicyModelActor.__ray_actor_class__):
+    """OpenRLHF's PolicyModelActor that also writes rerule_model.json (the record our entry point built before Ray
+    started, `args.rerule_record`, plus `steps`) into every model folder it saves: --ckpt.output_dir, and each
+    checkpoint's DeepSpeed folder (<ckpt.path>/_actor/<tag>) and HF copy (<tag>_hf). Rank 0 only, after OpenRLHF's
+    own save, which ends in a barrier of all ranks: the folder is complete, and no collective is added."""
+
+    steps_trained = 0  # fit calls of this process: one per global step (resumed runs add the checkpoint's step)
+
+    def fit(self, kl_ctl: float = 0) -> dict:
+        status = super().fit(kl_ctl)
+        self.steps_trained += 1
+        return status
+
+    def save_model(self) -> None:
+        super().save_model()
+        args = self.strategy.args
+        if self.strategy.is_rank_0():
+            steps = self.checkpoint_states.get("global_step", 0) + self.steps_trained
+            write_model_record(args.ckpt.output_dir, {**args.rerule_record, "steps": steps})
+
+    def save_checkpoint(self, tag, client_states=None, metric_value=None, metric_key=None):
+        super().save_checkpoint(tag, client_states, metric_value, metric_key)
+        args = self.strategy.args
+        if self.strategy.is_rank_0():
+            for folder in (os.path.join(args.ckpt.path, "_actor", tag), os.path.join(args.ckpt.path, f"{tag}_hf")):
+                if os.path.isdir(folder):  # (no DeepSpeed folder under --ckpt.disable_ds, no HF one without save_hf)
+                    write_model_record(folder, {**args.rerule_record, "steps": int(tag.rsplit("step", 1)[1])})
+
+
+RecordingPolicyModelActor = ray.remote(num_gpus=1)(RecordingPolicyModel)
+
+
+class ReplayPolicyModel(RecordingPolicyModel):
+    """OpenRLHF's PolicyModelActor (recording); `fit` also runs the replay update on experiences staged by the
+    driver."""
 
     def init_model_from_pretrained(self, *args, **kwargs):
         super().init_model_from_pretrained(*args, **kwargs)

@@ -13,7 +13,15 @@ import inspect
 import types
 from dataclasses import fields
 
+from openrlhf_rerule.lineage import FORMAT_FLAG, FORMAT_HELP
 from openrlhf_rerule.replay import ReplayConfig
+from openrlhf_rerule.replay.config import add_replay_arguments
+
+
+def add_stage2_arguments(parser: argparse.ArgumentParser) -> None:
+    """What our train_ppo_ray adds to OpenRLHF's parser: `--replay.*` and the prompt-format override."""
+    add_replay_arguments(parser)
+    parser.add_argument(FORMAT_FLAG, action="store_true", default=False, help=FORMAT_HELP)
 
 
 def replay_config_from_args(args) -> ReplayConfig:

@@ -1,12 +1,14 @@
 """Validate a training command line through the real parsers, without launching anything (the recipes' DRY_RUN).
 
-    python -m openrlhf_rerule.openrlhf.check_args deepspeed --num_gpus 4 --module openrlhf.cli.train_sft ARGS
+    python -m openrlhf_rerule.openrlhf.check_args deepspeed --num_gpus 4 --module openrlhf_rerule.cli.train_sft ARGS
     python -m openrlhf_rerule.openrlhf.check_args ray job submit ... -- python3 -m MODULE ARGS
     python -m openrlhf_rerule.openrlhf.check_args rerule train stage2 ARGS
     python -m openrlhf_rerule.openrlhf.check_args rerule {data,eval,report} ARGS     (parsed only)
 
-The module after `--module` / `-m` picks the parser: OpenRLHF's train_sft, or OpenRLHF's train_ppo_ray plus our
-`--replay.*` (with the replay compatibility checks); `rerule train` is the embedded backend's parser.
+The module after `--module` / `-m` picks the parser: OpenRLHF's train_sft (ours records, OpenRLHF's does not), or
+OpenRLHF's train_ppo_ray plus our `--replay.*` and `--allow_format_change` (with the replay compatibility checks
+and, on the models and data that exist already, the record checks of records.stage2_record); `rerule train` is the
+embedded backend's parser (its record checks need the models: they run when it starts).
 Exit status 0 means every argument was accepted.
 """
 
@@ -14,17 +16,18 @@ import json
 import sys
 from dataclasses import asdict
 
-from openrlhf_rerule.replay.config import add_replay_arguments
-
-from .args import check_replay_compatible, replay_config_from_args, run_openrlhf_main
+from .args import add_stage2_arguments, check_replay_compatible, replay_config_from_args, run_openrlhf_main
 from .compat import import_openrlhf
+from .records import stage2_record
 from .whole_batches import whole_batches
 
 PARSERS = {
     "openrlhf.cli.train_sft": ("openrlhf.cli.train_sft", None),
+    "openrlhf_rerule.cli.train_sft": ("openrlhf.cli.train_sft", None),
+    "openrlhf_rerule.openrlhf.train_sft": ("openrlhf.cli.train_sft", None),
     "openrlhf.cli.train_ppo_ray": ("openrlhf.cli.train_ppo_ray", None),
-    "openrlhf_rerule.cli.train_ppo_ray": ("openrlhf.cli.train_ppo_ray", add_replay_arguments),
-    "openrlhf_rerule.openrlhf.train_ppo_ray": ("openrlhf.cli.train_ppo_ray", add_replay_arguments),
+    "openrlhf_rerule.cli.train_ppo_ray": ("openrlhf.cli.train_ppo_ray", add_stage2_arguments),
+    "openrlhf_rerule.openrlhf.train_ppo_ray": ("openrlhf.cli.train_ppo_ray", add_stage2_arguments),
 }
 
 
@@ -68,6 +71,7 @@ def check(command: list[str]) -> dict:
             summary["replay"] = asdict(replay_config_from_args(args)) if args.replay.enable else None
             if args.replay.enable:
                 check_replay_compatible(args)
+            stage2_record(args)
 
     run_openrlhf_main(upstream, argv, train=accept, extra_arguments=extra_arguments)
     return summary

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from .whole_batches import dataset_paths
+
 REWARD_FILE = "openrlhf_reward.py"
 
 
@@ -32,8 +34,7 @@ def check_reward_labels(args) -> None:
         if variant not in REWARD_VARIANTS:
             raise DataError("RERULE_REWARD_VARIANT", 0, "(file)", f"{variant!r} is not a reward variant "
                             f"({', '.join(REWARD_VARIANTS)})")
-        for name in str(args.data.prompt_dataset).split(","):
-            path = Path(name.split("@")[0].strip())
+        for path in dataset_paths(args.data.prompt_dataset):
             if path.is_file() and path.suffix.lower() in (".json", ".jsonl"):
                 records = read_records(path)
                 check_labels_fit(path, ((r["__line__"], r.get(args.data.label_key)) for r in records), variant,

@@ -35,6 +35,11 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
+def dataset_paths(datasets) -> list[Path]:
+    """The paths of OpenRLHF's comma-separated dataset list (`path` or `path@split`), local or not."""
+    return [Path(name.split("@")[0].strip()) for name in str(datasets).split(",")]
+
+
 def prompts_per_episode(args) -> tuple[int | None, int | None, str]:
     """(prompts OpenRLHF will use per episode, rows available, why None): `prepare_datasets` takes
     min(max_samples, rows) of each comma-separated dataset, concatenates them, then min(max_samples, total).
@@ -42,8 +47,7 @@ def prompts_per_episode(args) -> tuple[int | None, int | None, str]:
     if getattr(args.data, "prompt_probs", None):
         return None, None, "--data.prompt_probs interleaves the datasets"
     limit, counts = int(args.data.max_samples), []
-    for name in str(args.data.prompt_dataset).split(","):
-        path = Path(name.split("@")[0].strip())
+    for path in dataset_paths(args.data.prompt_dataset):
         if not path.is_file():
             return None, None, f"{path}: no such local file"
         count = count_rows(path)
