@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from .cli_convention import UserError
-from .provenance import MODEL_RECORD, read_model_record, read_sidecar, source_entry, tokenizer_fingerprint
+from .provenance import (EVALUATION, MODEL_RECORD, common_fields, read_model_record, read_sidecar, source_entry,
+                         tokenizer_fingerprint)
 
 NO_RECORD = "base without record"
 FORMAT_FLAG = "--allow_format_change"
@@ -31,17 +32,17 @@ def stage_fields(base_model: str, data: list[str]) -> dict:
     """The record fields every stage shares: the model it started from, with that model's own record one level deep
     (the base's `base_record` is dropped; its `base_model` names the folder whose record holds the rest), and the
     training files with what their sidecars say (prompt_format, benchmark, split: a value, a list when the files
-    disagree, None when no sidecar says)."""
+    disagree, None when no sidecar says). Refuses (UserError) a training file whose sidecar says "evaluation"."""
+    evaluation = [p for p in data if (read_sidecar(p) or {}).get("role") == EVALUATION]
+    if evaluation:  # the data commands refuse these as training inputs; a file made or converted from one is too
+        raise UserError(f"{', '.join(map(str, evaluation))}: an evaluation file (field 'role' of its .meta.json "
+                        "sidecar: \"evaluation\"): training on the test; to train on it on purpose, make the training "
+                        "file with the data command's --allow_eval_as_training (recorded in its sidecar)")
     path = Path(base_model)
     base = read_model_record(path) if path.is_dir() else None
-    fields = {"base_model": str(path.resolve()) if path.is_dir() else base_model,
-              "base_record": {k: v for k, v in base.items() if k != "base_record"} if base else NO_RECORD,
-              "data": [source_entry(p) for p in data]}
-    metas = [read_sidecar(p) or {} for p in data]
-    for key in ("prompt_format", "benchmark", "split"):
-        values = list(dict.fromkeys(m[key] for m in metas if m.get(key) is not None))
-        fields[key] = values[0] if len(values) == 1 else (values or None)
-    return fields
+    return {"base_model": str(path.resolve()) if path.is_dir() else base_model,
+            "base_record": {k: v for k, v in base.items() if k != "base_record"} if base else NO_RECORD,
+            "data": [source_entry(p) for p in data], **common_fields(data, ("prompt_format", "benchmark", "split"))}
 
 
 def _ids(fp: dict) -> str:

@@ -60,6 +60,20 @@ def write_sidecar(data_file: str | Path, meta: dict) -> Path:
     return path
 
 
+def common_fields(paths, keys) -> dict:
+    """What the sidecars of `paths` say of each key: the value they share, a list when they disagree, None when none
+    says (a file made from several inputs inherits their benchmark and split this way)."""
+    metas = [read_sidecar(p) or {} for p in paths]
+    fields = {}
+    for key in keys:
+        values = []
+        for value in (m[key] for m in metas if m.get(key) is not None):
+            if value not in values:
+                values.append(value)
+        fields[key] = values[0] if len(values) == 1 else (values or None)
+    return fields
+
+
 def source_entry(path: str | Path) -> dict:
     """One input file as a record names it: where, which bytes, and what its own sidecar says it is."""
     meta = read_sidecar(path) or {}

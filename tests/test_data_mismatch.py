@@ -274,3 +274,28 @@ def test_convert_tofu_refuses_what_is_not_tofu(tmp_path, capsys):
     line = one_line(err)
     assert code == 2 and f"{path}, line 5, field 'question'" in line and "--subject" in line, line
     assert not out.exists()
+
+
+def test_convert_rule_of_a_validation_file_trains_only_on_purpose_and_files_inherit_benchmark(tmp_path, capsys):
+    """The authors' validation file converts to role "evaluation" (refused by the trainers, lineage.py); with
+    --allow_eval_as_training it is a training file whose sidecar says so. A Stage 2 file made from converted TOFU
+    files carries their benchmark and splits, which the model trained on it records."""
+    from openrlhf_rerule.provenance import read_sidecar
+
+    validation = Path(__file__).parent / "data" / "sources" / "muse_rule" / "rl_rejection_eval_target.json"
+    assert rerule(["data", "convert", "rule", str(validation), "--out", str(tmp_path / "v.jsonl")]) == 0
+    assert read_sidecar(tmp_path / "v.jsonl")["role"] == "evaluation"
+    assert rerule(["data", "convert", "rule", str(validation), "--out", str(tmp_path / "t.jsonl"),
+                 "--allow_eval_as_training"]) == 0
+    meta = read_sidecar(tmp_path / "t.jsonl")
+    assert meta["role"] == "training" and meta["allowed"] == [f"eval_as_training: input {validation}"]
+    assert "--allow_eval_as_training" in capsys.readouterr().err
+    tofu = Path(__file__).parent / "data" / "sources" / "tofu_two_authors"
+    for name, kind in (("forget01_perturbed", "forget"), ("retain99", "boundary")):
+        assert rerule(["data", "convert", "tofu", str(tofu / f"{name}.json"), "--kind", kind, "--out",
+                     str(tmp_path / f"{kind}.jsonl")] + (["--exclude", str(tofu / "retain_perturbed.json")]
+                                                         if kind == "boundary" else [])) == 0
+    assert rerule(["data", "stage2", "--forget", str(tmp_path / "forget.jsonl"), "--boundary", str(tmp_path / "boundary.jsonl"),
+                 "--out", str(tmp_path / "s2.jsonl")]) == 0
+    meta = read_sidecar(tmp_path / "s2.jsonl")
+    assert meta["benchmark"] == "tofu" and meta["split"] == ["forget01_perturbed", "retain99"]

@@ -219,3 +219,18 @@ def test_a_kill_while_the_record_is_written_leaves_no_final_folder(files, tmp_pa
     monkeypatch.undo()
     assert main(stage2_args(files / "a", files / "stage2.jsonl", out, "--overwrite")) == 0
     assert (out / "final/rerule_model.json").is_file() and not list(out.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_a_training_file_whose_sidecar_says_evaluation_is_refused_before_loading(files, tmp_path, capsys,
+                                                                                   no_model_loading, stage):
+    """`convert rule` of the authors' validation file, or a converted probe file, writes role "evaluation": the data
+    commands refuse it as an input, and so does training on it directly (both stages)."""
+    data = tmp_path / f"{stage}.jsonl"
+    shutil.copy(files / f"{stage}.jsonl", data)
+    write_sidecar(data, {"command": "convert rule", "role": "evaluation"})
+    argv = stage2_args(files / "a", data, tmp_path / "run") if stage == "stage2" else \
+        ["stage1", "--model", str(files / "a"), "--data", str(data), "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    refusal(capsys, str(data), "field 'role'", "--allow_eval_as_training")
+    assert not (tmp_path / "run").exists()

@@ -152,8 +152,8 @@ def test_reward_variant_must_fit_the_labels(tmp_path, capsys):
     from openrlhf_rerule.local.tiny import save_tiny_model
 
     s2 = tmp_path / "s2.jsonl"
-    code, _, _ = run(["data", "convert", "rule", str(MUSE / "rl_rejection_eval_target.json"), "--out", str(s2)],
-                     capsys)
+    code, _, _ = run(["data", "convert", "rule", str(MUSE / "rl_rejection_eval_target.json"), "--out", str(s2),
+                      "--allow_eval_as_training"], capsys)  # the validation file, trained on only for this check
     rows = read_jsonl(s2, "stage2")
     model = save_tiny_model([r["prompt"] for r in rows] + ["books"], tmp_path / "m",
                             hidden_size=16, num_layers=1, num_heads=2)  # "books" survives any tokenizer

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from openrlhf_rerule.cli_convention import Parser, UserError, number, user_errors
-from openrlhf_rerule.provenance import EVALUATION, TRAINING, source_entry
+from openrlhf_rerule.provenance import EVALUATION, TRAINING, common_fields, source_entry
 from openrlhf_rerule.rewards.rule import parse_label
 
 from .convert_cli import add_convert_command
@@ -69,6 +69,10 @@ def cmd_world(args):
     print(f"{len(world.people)} people, {len(vocabulary(world.all_texts()))} distinct words")
 
 
+# what a training file takes from its inputs' sidecars (the model trained on it records them: lineage.py)
+INHERITED = ("benchmark", "split")
+
+
 def cmd_stage1(args):
     from .builders import build_stage1
 
@@ -78,7 +82,7 @@ def cmd_stage1(args):
                         counts=counts)
     rows, overlap = drop_eval_overlaps(rows, args.out, args, [args.forget])
     meta = {"command": "stage1", "role": TRAINING, "sources": sources, "allowed": allowed, "forget": args.forget,
-            "prompt_format": args.prompt_format, **overlap}
+            "prompt_format": args.prompt_format, **common_fields([args.forget], INHERITED), **overlap}
     rows = format_prompts(rows, args, label_of=lambda row: "<reject>")
     path = write_with_sidecar(args.out, rows, "stage1", meta)
     print(f"wrote {path} ({len(rows)} rows) from {len(forget)} forget rows:")
@@ -105,7 +109,7 @@ def cmd_stage2(args):
     rows, overlap = drop_eval_overlaps(rows, args.out, args, [path for _, path in inputs])
     meta = {"command": "stage2", "role": TRAINING, "sources": sources, "allowed": allowed, "forget": args.forget,
             "boundary": args.boundary, "prompt_format": args.prompt_format, "steps": args.steps,
-            "rollout_batch": args.rollout_batch, **overlap}
+            "rollout_batch": args.rollout_batch, **common_fields([path for _, path in inputs], INHERITED), **overlap}
     rows = fill_batches(rows, args)
     rows = format_prompts(rows, args, label_of=lambda row: parse_label(row["label"])[0])
     counts = {k: sum(r["kind"] == k for r in rows) for k in ("forget", "boundary", "retain")}

@@ -10,7 +10,7 @@ from openrlhf_rerule.provenance import EVALUATION, TRAINING, source_entry
 from openrlhf_rerule.rewards.rule import parse_label
 
 from . import convert
-from .roles import is_evaluation
+from .roles import add_allow_argument, is_evaluation
 from .schema import read_records, validate_rows, write_with_sidecar
 from .training_file import add_training_file_args, fill_batches, format_prompts
 
@@ -57,8 +57,10 @@ def convert_rwku(folder, out_dir: Path) -> None:
 def cmd_convert(args):
     if (args.out_dir if args.source == "rwku" else args.out) is None:
         raise UserError(f"convert {args.source} needs {'--out_dir' if args.source == 'rwku' else '--out'}")
-    if args.source != "rule" and (args.eval or args.steps or args.prompt_format != "plain" or args.allow_eval_overlap):
-        raise UserError("--eval / --allow_eval_overlap / --steps / --prompt_format apply to convert rule only "
+    if args.source != "rule" and (args.eval or args.steps or args.prompt_format != "plain" or args.allow_eval_overlap
+                                  or args.allow_eval_as_training):
+        raise UserError("--eval / --allow_eval_overlap / --allow_eval_as_training / --steps / --prompt_format apply "
+                        "to convert rule only "
                         "(the other converters write evaluation-format rows)")
     if args.source == "rwku":
         convert_rwku(args.input, Path(args.out_dir))
@@ -110,9 +112,13 @@ def convert_rule(args):
     for name, (rows_, _) in extra.items():  # all validated before anything is written
         validate_rows(rows_, "eval", f"<{name} rows of {args.input}>")
     rows, overlap = drop_eval_overlaps(rows, args.out, args, [args.input])
-    role = EVALUATION if warning or is_evaluation(args.input) else TRAINING
+    role, allowed = EVALUATION if warning or is_evaluation(args.input) else TRAINING, []
+    if role == EVALUATION and args.allow_eval_as_training:  # on purpose: a training file, and the sidecar says why
+        role, allowed = TRAINING, [f"eval_as_training: input {args.input}"]
+        print(f"WARNING: convert rule {args.input}: an evaluation file, converted for training as you asked "
+              "(--allow_eval_as_training); the output's sidecar records it", file=sys.stderr)
     made = {"command": "convert rule", "role": role, "benchmark": convert.release_benchmark(args.input),
-            "sources": sources("input", [args.input])}
+            "sources": sources("input", [args.input]), "allowed": allowed}
     meta = {**made, "input": args.input, "prompt_format": args.prompt_format, "steps": args.steps,
             "rollout_batch": args.rollout_batch, **overlap}
     if stage2:
@@ -153,4 +159,5 @@ def add_convert_command(sub) -> None:
     p.add_argument("--chunk_words", type=number(int, 8), default=300, help="muse_raw: words per completion prompt")
     p.add_argument("--seed", type=int, default=0, help="rule: order of the whole-batch passes")
     add_training_file_args(p, stage2=True)
+    add_allow_argument(p)  # rule: an evaluation file (one it warns about) converted into a training file on purpose
     p.set_defaults(func=cmd_convert)

@@ -23,7 +23,7 @@ from pathlib import Path
 from openrlhf_rerule.atomic import atomic_path
 from openrlhf_rerule.chat_endpoint import APIS, ChatEndpoint, ReplyCache
 from openrlhf_rerule.cli_convention import UserError, number
-from openrlhf_rerule.provenance import TRAINING, source_entry
+from openrlhf_rerule.provenance import TRAINING, common_fields, source_entry
 from openrlhf_rerule.rewards.purge import purge_label, term_pattern
 
 from .builders import prompt_id
@@ -320,7 +320,7 @@ def cmd_stage2(args):
     meta = {"command": "purge stage2", "role": TRAINING, "sources": sources + [{"as": "--entities", **source_entry(
         args.entities)}], "questions": args.questions, "entities": args.entities, "target": target,
             "terms": len(terms), "max_prompts": args.max_prompts, "drop_repeats": args.drop_repeats,
-            "repeats_kept": repeats, **overlap}
+            "repeats_kept": repeats, **common_fields([args.questions], ("benchmark", "split")), **overlap}
     said = ("repeated questions dropped (--drop_repeats)" if args.drop_repeats else
             f"{repeats} of them repeat an earlier question, kept as the authors train them (--drop_repeats: drop)")
     print(f"wrote {write_with_sidecar(args.out, rows, 'stage2', meta)} ({len(rows)} prompts about {target!r}, "

@@ -35,8 +35,12 @@ def stage1_record(args) -> dict:
     files, fields = data_flags(args.data, args.data.dataset)
     if args.model.pretrain_mode_enable:  # whole texts: no prompt is wrapped in anything
         fields["chat_template"] = None
-    return {"made_by": "openrlhf train_sft", "stage": 1, "algorithm": "sft",
-            **stage_fields(args.model.model_name_or_path, files), **fields, "overrides": [],
+    try:  # every rank reads the same files, so every rank stops alike: no collective is left waiting
+        lineage = stage_fields(args.model.model_name_or_path, files)
+    except UserError as e:
+        print(f"openrlhf_rerule.cli.train_sft: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return {"made_by": "openrlhf train_sft", "stage": 1, "algorithm": "sft", **lineage, **fields, "overrides": [],
             "settings": {"lr": args.adam.lr, "epochs": args.train.max_epochs, "batch_size": args.train.batch_size,
                          "max_len": args.data.max_len, "seed": args.train.seed, "max_samples": args.data.max_samples}}
 
