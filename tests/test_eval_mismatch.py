@@ -141,13 +141,32 @@ def test_case4_the_flag_evaluates_anyway_and_the_summary_says_so(tmp_path, stub_
 
 def test_case4_no_refusal_where_the_prompts_are_the_same(tmp_path, stub_eval):
     # MUSE prompts are raw text whatever the flag; a tokenizer without a template formats auto and none alike; a
-    # base model has no record; TOFU's --prompt_template on a raw-trained model replaces the template as training did
+    # base model has no record; TOFU's --prompt_template on a model trained with that input template (the TOFU
+    # plan's OpenRLHF runs: --data.input_template) wraps the prompts as training did
     assert _eval("muse", _model(tmp_path, "muse", trained="none"), tmp_path / "a") == 0
     assert _eval("tofu", _model(tmp_path, "plain", template=False, trained="auto"), tmp_path / "b",
                  "--chat_template", "none") == 0
     assert _eval("tofu", _model(tmp_path, "base"), tmp_path / "c", "--chat_template", "none") == 0
-    assert _eval("tofu", _model(tmp_path, "inst", trained="none"), tmp_path / "d",
-                 "--prompt_template", "[INST] {} [/INST]") == 0
+    inst = _model(tmp_path, "inst")
+    write_model_record(inst, {"made_by": "openrlhf_rerule train_ppo_ray", "chat_template": "none",
+                              "input_template": "[INST] {} [/INST]"})
+    assert _eval("tofu", inst, tmp_path / "d", "--prompt_template", "[INST] {} [/INST]") == 0
+
+
+def test_case4_an_input_template_other_than_the_records_is_refused(tmp_path, capsys, no_model_load):
+    """A model trained on raw prompts (embedded backend: no input template) evaluated in TOFU's Llama-2 wrapping, and
+    one trained with that wrapping evaluated raw: both are other prompts than training's."""
+    raw = _model(tmp_path, "raw", trained="none")
+    assert _eval("tofu", raw, tmp_path / "a", "--prompt_template", "[INST] {} [/INST]") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f'rerule eval tofu: --model {raw}: {raw}/rerule_model.json says chat_template "none" (the training prompts), '
+        'this evaluation formats prompts with --prompt_template "[INST] {} [/INST]": not the prompts it was trained '
+        "on; pass --chat_template none, or --allow_chat_template_mismatch to evaluate anyway (recorded in the summary)"]
+    inst = _model(tmp_path, "inst")
+    write_model_record(inst, {"chat_template": "none", "input_template": "[INST] {} [/INST]"})
+    assert _eval("tofu", inst, tmp_path / "b", "--chat_template", "none") == 2
+    assert 'says chat_template "none", input_template "[INST] {} [/INST]" (the training prompts), this evaluation ' \
+           "formats prompts with raw prompt text (--chat_template none)" in capsys.readouterr().err
 
 
 def test_case4_report_puts_muse_prompt_formats_in_separate_tables(tmp_path):

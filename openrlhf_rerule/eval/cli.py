@@ -180,9 +180,10 @@ def check_inputs(args) -> dict:
     if mismatch and args.allow_chat_template_mismatch:
         overrides.append(f"{mismatch} (--allow_chat_template_mismatch)")
     elif mismatch:
-        problems.add(f"--model {args.model}: {mismatch}: not the prompts it was trained on; pass --chat_template "
-                     f"{record['chat_template']}, or --allow_chat_template_mismatch to evaluate anyway "
-                     "(recorded in the summary)")
+        fix = f"--prompt_template {json.dumps(record['input_template'])}" if record.get("input_template") \
+            else f"--chat_template {record['chat_template']}"
+        problems.add(f"--model {args.model}: {mismatch}: not the prompts it was trained on; pass {fix}, or "
+                     "--allow_chat_template_mismatch to evaluate anyway (recorded in the summary)")
     if retain is not None:
         line = run_record.retain_mismatch(retain, settings, fingerprint)
         if line:

@@ -64,23 +64,26 @@ def other_models(out_dir, model: tuple) -> list[tuple[Path, str]]:
 
 
 def chat_template_mismatch(args, record: dict | None, fingerprint: dict | None, applied: bool) -> str | None:
-    """What differs between the prompts the model's record says it trained on and this evaluation's, or None.
-    MUSE's prompts are raw text whatever the flag says, so only the other benchmarks are compared; a tokenizer
-    without a chat template formats both settings alike."""
+    """What differs between the prompt wrapping the model's record says it trained on (the tokenizer's chat
+    template, an input template such as OpenRLHF's --data.input_template, or the raw prompt) and this evaluation's,
+    or None. MUSE's prompts are raw text whatever the flag says, so only the other benchmarks are compared; a
+    tokenizer without a chat template formats both settings alike."""
     trained = (record or {}).get("chat_template")
     if args.benchmark == "muse" or trained not in ("auto", "none"):
         return None
-    trained_applied = trained == "auto" and bool((fingerprint or {}).get("chat_template_sha256"))
-    if trained_applied == applied:
+    chat = bool((fingerprint or {}).get("chat_template_sha256"))
+    template = getattr(args, "prompt_template", None)
+    before = "chat" if trained == "auto" and chat else record.get("input_template") or "raw"
+    now = "chat" if applied else template or "raw"
+    if before == now:
         return None
-    if applied:
-        here = "the tokenizer's chat template (--chat_template auto)"
-    elif getattr(args, "prompt_template", None):
-        here = f"--prompt_template {json.dumps(args.prompt_template)} instead of the chat template"
-    else:
-        here = "raw prompt text (--chat_template none)"
-    return f"{Path(args.model) / MODEL_RECORD} says chat_template {json.dumps(trained)} (the training prompts), " \
-           f"this evaluation formats prompts with {here}"
+    said = {"chat": "the tokenizer's chat template", "raw": "raw prompt text"}
+    here = said.get(now, f"--prompt_template {json.dumps(now)}") + \
+        (" (--chat_template auto)" if now == "chat" else " (--chat_template none)" if now == "raw" else "")
+    there = f"chat_template {json.dumps(trained)}" + (f", input_template {json.dumps(before)}"
+                                                      if before not in said else "")
+    return f"{Path(args.model) / MODEL_RECORD} says {there} (the training prompts), this evaluation formats " \
+           f"prompts with {here}"
 
 
 def retain_mismatch(retain: dict, ours: dict, fingerprint: dict | None) -> str | None:
