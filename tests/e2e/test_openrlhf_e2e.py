@@ -23,16 +23,32 @@ STEPS = 8  # MAX_STEPS 4 prompts-batches x NUM_EPISODES 2
 
 @pytest.fixture(scope="module")
 def rule(stack, stage1, world, tmp_path_factory):
-    run = stack.recipe("train_rule_rwku.sh", tmp_path_factory.mktemp("rule"), stage2_env(stage1, world))
+    runs = tmp_path_factory.mktemp("rule")
+    run = stack.recipe("train_rule_rwku.sh", runs, stage2_env(stage1, world))
     dump("rule", run.steps)
+    run.model_dir = runs / "rwku" / "rule" / "model"
     return run
 
 
 @pytest.fixture(scope="module")
 def rerule(stack, stage1, world, tmp_path_factory):
-    run = stack.recipe("train_rerule_rwku.sh", tmp_path_factory.mktemp("rerule"), stage2_env(stage1, world))
+    runs = tmp_path_factory.mktemp("rerule")
+    run = stack.recipe("train_rerule_rwku.sh", runs, stage2_env(stage1, world))
     dump("rerule", run.steps)
+    run.model_dir = runs / "rwku" / "rerule" / "model"
     return run
+
+
+def assert_stage2_record(model_dir: Path, algorithm: str) -> None:
+    """rerule_model.json of a Stage 2 run (issue 25): written by the policy actor's rank 0 through Ray, naming the
+    Stage 1 model it started from, the steps it ran and the tokenizer of the folder it sits in."""
+    from openrlhf_rerule.provenance import read_model_record, tokenizer_fingerprint
+
+    record = read_model_record(model_dir)
+    assert record is not None and record["made_by"] == "openrlhf_rerule train_ppo_ray", record
+    assert (record["algorithm"], record["steps"], record["chat_template"]) == (algorithm, STEPS, "auto"), record
+    assert record["base_record"]["made_by"] == "openrlhf train_sft"
+    assert record["tokenizer"] == tokenizer_fingerprint(model_dir)
 
 
 def test_stage1_sft_taught_refusal(stage1, world):
@@ -48,6 +64,13 @@ def test_stage1_sft_taught_refusal(stage1, world):
     assert before["forget"]["refusal_rate"] <= 0.2 and after["forget"]["refusal_rate"] >= 0.8
     assert after["retain"]["accuracy"] > 2 * after["retain"]["chance"]
     assert re.search(r"gpt_loss=", stage1["log"])  # OpenRLHF's SFT trainer ran
+    # its record (issue 25), written by rank 0 of our train_sft under the deepspeed launcher
+    from openrlhf_rerule.provenance import read_model_record, tokenizer_fingerprint
+
+    record = read_model_record(stage1["model"])
+    assert record is not None and record["made_by"] == "openrlhf train_sft", record
+    assert record["chat_template"] == "auto" and record["steps"] > 0 and record["base_record"] != "base without record"
+    assert record["tokenizer"] == tokenizer_fingerprint(stage1["model"])
 
 
 def test_rule_is_vanilla_openrlhf_grpo_and_its_weights_reach_vllm(rule):
@@ -56,6 +79,7 @@ def test_rule_is_vanilla_openrlhf_grpo_and_its_weights_reach_vllm(rule):
     assert not any(key.startswith("replay/") for m in steps.values() for key in m)
     assert steps[STEPS]["kl"] > 0.02  # the policy moved away from Stage 1 ...
     assert sync_ratio(steps) < 0.05, {s: (m["vllm_kl"], m["kl"]) for s, m in steps.items()}  # ... and vLLM followed
+    assert_stage2_record(rule.model_dir, "group_norm")
 
 
 def test_rerule_replays_and_its_weights_reach_vllm_after_the_replay_update(rerule, rule):
@@ -73,6 +97,7 @@ def test_rerule_replays_and_its_weights_reach_vllm_after_the_replay_update(rerul
     # Replay optimizer steps leave the LR schedule alone: RULE and ReRULE see the same LR at every step.
     assert [steps[s]["actor_lr"] for s in sorted(steps)] == [rule.steps[s]["actor_lr"] for s in sorted(steps)]
     assert steps[STEPS]["actor_lr"] < steps[1]["actor_lr"]  # (the cosine schedule did move)
+    assert_stage2_record(rerule.model_dir, "group_norm+replay")
 
 
 def test_a_broken_weight_sync_is_detected(stack, stage1, world, tmp_path):
