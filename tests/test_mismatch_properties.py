@@ -120,3 +120,70 @@ def test_report_puts_two_tofu_runs_in_one_table_exactly_when_their_settings_agre
     assert len(table_of) == len(runs)
     for i, j in combinations(range(len(runs)), 2):
         assert (table_of[f"R{i}"] == table_of[f"R{j}"]) == (runs[i] == runs[j]), (runs[i], runs[j])
+
+
+# ---- models: what Stage 2 may start from, against which reference, in which prompt format -----------------------
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """Two tokenizers (b has 4 more words: other token ids), policies with Stage 1 records in each prompt wrapping
+    and a base without a record, and Stage 2 files whose sidecars name a prompt format (or have no sidecar)."""
+    import shutil
+
+    from openrlhf_rerule.local.tiny import save_tiny_model
+    from openrlhf_rerule.provenance import write_model_record
+
+    root = tmp_path_factory.mktemp("models")
+    texts = ["where does alba live ?", "where does bruno live ?", "i do not know .", "bruno lives in rome ."]
+    save_tiny_model(texts, root / "base", hidden_size=16, num_layers=1, num_heads=2)
+    save_tiny_model(texts + ["zebra yak quokka lemur"], root / "other_tokenizer", hidden_size=16, num_layers=1,
+                    num_heads=2)
+    shutil.copytree(root / "base", root / "base_copy")
+    for wrapping in ("auto", "none"):
+        shutil.copytree(root / "base", root / f"stage1_{wrapping}")
+        write_model_record(root / f"stage1_{wrapping}", {"made_by": "rerule train stage1", "chat_template": wrapping,
+                                                         "prompt_format": "plain"})
+    rows = [{"prompt": texts[0], "label": json.dumps(["<reject>", texts[2], "alba"]), "prompt_id": "f0",
+             "kind": "forget"}, {"prompt": texts[1], "label": json.dumps(["<normal>", texts[3]]), "prompt_id": "b0",
+                                 "kind": "boundary"}]
+    for fmt in ("plain", "rule_muse", None):
+        path = root / f"stage2_{fmt}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if fmt:
+            write_sidecar(path, {"command": "stage2", "role": TRAINING, "prompt_format": fmt})
+    return root
+
+
+@PROPERTY
+@given(policy=st.sampled_from(["stage1_auto", "stage1_none", "base"]),
+       reference=st.sampled_from([None, "base_copy", "other_tokenizer"]), wrapping=st.sampled_from(["auto", "none"]),
+       data_format=st.sampled_from(["plain", "rule_muse", None]), allow=st.booleans())
+@example(policy="stage1_auto", reference="other_tokenizer", wrapping="auto", data_format="plain", allow=True)  # case 3
+@example(policy="stage1_auto", reference=None, wrapping="none", data_format="plain", allow=False)  # case 4
+def test_stage2_starts_exactly_when_model_reference_and_format_belong_together(models, tmp_path_factory, capsys,
+                                                                              monkeypatch, policy, reference,
+                                                                              wrapping, data_format, allow):
+    from openrlhf_rerule.local import grpo
+    from openrlhf_rerule.local.cli import main as train_main
+
+    def loaded(*args, **kwargs):  # a run that gets past every check reaches the first model load
+        raise RuntimeError("checks passed: a model was loaded")
+
+    monkeypatch.setattr(grpo, "load_model", loaded)
+    out = tmp_path_factory.mktemp("run") / "run"
+    argv = ["stage2", "--model", str(models / policy), "--data", str(models / f"stage2_{data_format}.jsonl"),
+            "--out", str(out), "--steps", "1", "--rollout_batch", "2", "--n_samples", "2", "--max_new_tokens", "3",
+            "--reward_variant", "two_stage_abs", "--chat_template", wrapping, "--no_progress", "--no_tensorboard"] \
+        + (["--ref_model", str(models / reference)] if reference else []) + (["--allow_format_change"] if allow else [])
+    recorded = {"stage1_auto": "auto", "stage1_none": "none"}.get(policy)  # the base has no record: not compared
+    other_format = recorded is not None and (recorded != wrapping or data_format not in (None, "plain"))
+    belongs = reference != "other_tokenizer" and (allow or not other_format)
+    if belongs:
+        with pytest.raises(RuntimeError, match="checks passed"):
+            train_main(argv)
+    else:
+        assert train_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert ("field 'tokenizer'" in err) == (reference == "other_tokenizer")
+    capsys.readouterr()
