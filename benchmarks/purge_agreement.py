@@ -1,4 +1,5 @@
-"""Agreement of our PURGE reward with the authors' own ``src/rewards/binary.py`` (github strzar/purge), run side by
+"""Agreement of our PURGE rewards with the authors' own ``src/rewards/binary.py`` and ``exponential_decay.py``
+(github strzar/purge), run side by
 side on their released entity lists (``data/PURGE/<target>/fts.json``) and on completions generated here: for
 every term, sentences that contain it in the forms that test the matcher (case, possessive, plural, inside a longer
 word, touching punctuation, doubled or broken spaces), sentences that avoid every term, other targets' terms, and
@@ -26,25 +27,29 @@ import types
 from pathlib import Path
 
 from openrlhf_rerule.data.purge import common_word_warnings
-from openrlhf_rerule.rewards.purge import purge_label, purge_reward
+from openrlhf_rerule.rewards.purge import DECAY_TAU, purge_label, purge_reward
 
 NEUTRAL = ["The weather was mild and the market closed early.", "I'm not sure about that.", "", "...",
            "A quiet afternoon in a small town, nothing more to say."]
 
 
-def load_authors_binary_reward(authors_dir: Path):
-    """Their BinaryReward class, imported from their files. Their package __init__ also imports the PageRank
-    reward (torch, networkx, sklearn); a bare package module lets binary.py and base.py load without it."""
+def load_authors_rewards(authors_dir: Path):
+    """Their BinaryReward and ExponentialDecayReward classes, imported from their files. Their package __init__
+    also imports the PageRank reward (torch, networkx, sklearn); a bare package module lets base.py, binary.py and
+    exponential_decay.py (which imports BinaryReward from the package) load without it."""
     src = authors_dir / "src" / "rewards"
     package = types.ModuleType("rewards")
     package.__path__ = [str(src)]
     sys.modules["rewards"] = package
-    for name in ("base", "binary"):
+    for name in ("base", "binary", "exponential_decay"):
         spec = importlib.util.spec_from_file_location(f"rewards.{name}", src / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[f"rewards.{name}"] = module
         spec.loader.exec_module(module)
-    return sys.modules["rewards.binary"].BinaryReward, sys.modules["rewards.base"].RewardConfig
+        if name == "binary":
+            package.BinaryReward = module.BinaryReward
+    return (sys.modules["rewards.binary"].BinaryReward, sys.modules["rewards.exponential_decay"].ExponentialDecayReward,
+            sys.modules["rewards.base"].RewardConfig)
 
 
 def term_variants(term: str) -> list[str]:
@@ -60,12 +65,13 @@ def human_readable(dir_name: str) -> str:
 
 
 def compare(authors_dir: Path) -> dict:
-    binary_reward, reward_config = load_authors_binary_reward(authors_dir)
+    binary_reward, decay_reward, reward_config = load_authors_rewards(authors_dir)
     lists = sorted((authors_dir / "data" / "PURGE").glob("*/fts.json"), key=lambda p: p.parent.name)
     all_terms = {p: json.loads(p.read_text(encoding="utf-8")) for p in lists}
     pool = sorted({t for terms in all_terms.values() for t in terms})
     result = dict(lists=len(lists), completions=0, agree=0, disagreements=[], edge_only_terms=set(),
-                  warned_terms=set(), answers=0, answers_mentioning=0)
+                  warned_terms=set(), answers=0, answers_mentioning=0, decay_disagreements=0,
+                  decay_order_dependent=0, decay_values=set())
     for k, (path, terms) in enumerate(all_terms.items()):
         target = human_readable(path.parent.name)
         with contextlib.redirect_stdout(io.StringIO()):  # it prints one line per list
@@ -80,6 +86,17 @@ def compare(authors_dir: Path) -> dict:
         theirs = binary_reward.calc_reward(completions)
         label = purge_label(target, terms)
         ours = [purge_reward(c, label).reward for c in completions]
+        # the graded reward: their count depends on the order of their set's alternation where terms overlap, so
+        # each completion is also counted in the longest-first order; a difference there is order-dependent
+        theirs_decay = decay_reward.calc_reward(completions)
+        ours_decay = [purge_reward(c, label, decay_tau=DECAY_TAU).reward for c in completions]
+        longest = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(set(terms), key=lambda t: (-len(t), t))))
+                             + r")\b", re.IGNORECASE)
+        for c, a, b in zip(completions, theirs_decay, ours_decay):
+            dependent = len(binary_reward._pattern.findall(c)) != len(longest.findall(c))
+            result["decay_order_dependent"] += dependent
+            result["decay_disagreements"] += a != b and not dependent  # a difference no order explains
+        result["decay_values"] |= set(ours_decay)
         result["completions"] += len(completions)
         result["agree"] += sum(a == b for a, b in zip(theirs, ours))
         result["disagreements"] += [(target, c, a, b) for c, a, b in zip(completions, theirs, ours) if a != b]
@@ -103,13 +120,17 @@ def main(argv=None) -> int:
           f"{r['agree']} ({r['completions'] - r['agree']} disagreements)")
     for target, completion, theirs, ours in r["disagreements"][:args.show]:
         print(f"  {target}: {completion[:80]!r}: binary.py {theirs}, ours {ours}")
+    print(f"exponential_decay.py and ours (purge_exp_decay): {r['decay_disagreements']} completions differ where "
+          f"the order of their terms does not matter; on {r['decay_order_dependent']} their mention count depends on "
+          f"their set's order (overlapping terms; PYTHONHASHSEED), ours counts the longest term first; "
+          f"{len(r['decay_values'])} distinct reward values")
     print(f"{len(r['edge_only_terms'])} distinct terms start or end with punctuation (\\b finds them only when a "
           f"word character follows), e.g. {sorted(r['edge_only_terms'])[:4]}")
     print(f"{len(r['warned_terms'])} distinct terms draw a common-word warning: {sorted(r['warned_terms'])}")
     if r["answers"]:
         print(f"{r['answers_mentioning']} of {r['answers']} released model answers mention a term of their target "
               f"({r['answers_mentioning'] / r['answers']:.1%}: reward 0 before training)")
-    return 0 if r["agree"] == r["completions"] else 1
+    return 0 if r["agree"] == r["completions"] and r["decay_disagreements"] == 0 else 1
 
 
 if __name__ == "__main__":

@@ -269,3 +269,27 @@ def test_an_unknown_reward_variant_is_refused(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as stop:
         launch(tmp_path, monkeypatch, [PURGE_LABEL], "purge")
     assert stop.value.code == 2 and "'purge' is not a reward variant" in capsys.readouterr().err
+
+
+def test_reward_switch_exponential_decay_is_the_authors_graded_setting(tmp_path):
+    """REWARD=exponential_decay: config.yaml:7-8 -> reward/exponential_decay.yaml (rewards/exponential_decay.py) and
+    training/exponential_decay.yaml: num_epochs 15, the same 2 x 8 x 4 step and 100 prompts as binary.yaml; its own
+    run folder and method names, so that a report can hold both rewards; an unknown reward is refused."""
+    root = inputs(tmp_path)
+    runs = commands(plan("reproduce_purge_rwku.sh", root, TARGETS="1_Stephen_King", REWARD="exponential_decay"))
+    purge, replay = [a for a in runs if a[:3] == ["ray", "job", "submit"]]
+    evals = [a for a in runs if a[:3] == ["rerule", "eval", "rwku"]]
+    folder = root / "runs" / "rwku_purge_exponential_decay"
+    for argv in (purge, replay):
+        env, args = grpo(argv)
+        assert env["RERULE_REWARD_VARIANT"] == "purge_exp_decay"
+        assert (flag(args, "--train.num_episodes"), flag(args, "--rollout.batch_size"),
+                flag(args, "--rollout.n_samples_per_prompt"), flag(args, "--train.batch_size")) == ("15", "4", "4", "16")
+        assert Path(flag(args, "--ckpt.output_dir")).is_relative_to(folder / "1_Stephen_King")
+    assert [flag(a, "--name") for a in evals] == ["Base model", "PURGE exponential decay (ours)",
+                                                  "PURGE exponential decay + replay (ours)"]
+    assert flag(runs[-1], "--out") == str(folder / "report")
+    (run,) = commands(plan("train_purge_rwku.sh", tmp_path))  # the default stays the paper's binary reward
+    assert grpo(run)[0]["RERULE_REWARD_VARIANT"] == "purge_binary" and flag(grpo(run)[1], "--train.num_episodes") == "40"
+    wrong = plan("train_purge_rwku.sh", tmp_path, REWARD="pagerank")
+    assert wrong.returncode == 2 and "REWARD=pagerank: binary or exponential_decay" in wrong.stderr

@@ -3,6 +3,7 @@
 import asyncio
 import importlib.util
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -77,6 +78,10 @@ def test_purge_variant_scores_and_logs(monkeypatch):
     assert logs["refused"].tolist() == [0, 1, 0, 0, 0] and logs["forget_refused"].tolist() == [0, 1, 0, 0, 0]
     assert logs["is_forget"].tolist() == [1, 1, 1, 0, 0]
     assert logs["bad_label"].tolist() == [0, 0, 0, 1, 1]  # a RULE label under purge_binary; an empty list
+    monkeypatch.setenv("RERULE_REWARD_VARIANT", "purge_exp_decay")  # the graded reward: e^-m for m mentions
+    out = reward_func(["P: Oakford, oakford.", "P: I do not know."], ["P: "] * 2, [purge, purge])
+    assert out["rewards"].tolist() == pytest.approx([math.e ** -2, 1.0]) and out["extra_logs"]["mentioned"].tolist() == [1, 0]
+    monkeypatch.setenv("RERULE_REWARD_VARIANT", "purge_binary")
     monkeypatch.setenv("RERULE_PURGE_BOUNDARY", "edge")
     assert reward_func(["P: I like C++."], ["P: "], [purge])["rewards"].tolist() == [0.0]
     monkeypatch.setenv("RERULE_PURGE_CASE_SENSITIVE", "1")

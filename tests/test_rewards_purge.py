@@ -4,6 +4,7 @@ completion): 1.0 when no term is found, else 0.0."""
 
 import importlib.util
 import json
+import math
 import os
 from pathlib import Path
 
@@ -148,6 +149,35 @@ def test_make_scorer_passes_the_purge_options():
         make_scorer("purge")
 
 
+# The authors' graded reward (strzar/purge 24d1a3f src/rewards/exponential_decay.py:14-28): m = the number of
+# findall matches of binary.py's pattern, reward = math.e ** (-(m / 1.0)). Worked out by hand:
+@pytest.mark.parametrize("completion, mentions", [
+    ("Nothing to say about that.", 0),
+    ("She lives in Oakford.", 1),
+    ("Oakford, oakford and OAKFORD.", 3),                  # repeats count, case ignored
+    ("Oakfordshire is not Oakford.", 1),                   # \b: inside a longer word is no mention
+    ("Alice Stone of Oakford wrote about Stone Bay.", 3),  # "Alice Stone" once (not "Stone" inside it), Oakford, Stone
+])
+def test_exponential_decay_counts_every_mention(completion, mentions):
+    label = purge_label("Alice Stone", ["Stone", "Oakford", "Alice Stone"])
+    result = make_scorer("purge_exp_decay")(completion, label)
+    assert result.reward == math.e ** (-mentions)  # exactly their float: the same expression
+    assert (result.mentioned is None) == (mentions == 0)
+    assert make_scorer("purge_binary")(completion, label).reward == (1.0 if mentions == 0 else 0.0)
+
+
+def test_exponential_decay_overlapping_terms_count_once_whatever_the_list_order():
+    """Their alternation order is a Python set's (PYTHONHASHSEED): "Stephen" before "Stephen King" counts the name
+    twice ("Stephen", then "King"), the other order once. Ours tries the longest first, in every order."""
+    import re
+
+    text = "Stephen King lives in Maine."
+    for order in (["Stephen", "King", "Stephen King"], ["Stephen King", "King", "Stephen"]):
+        assert make_scorer("purge_exp_decay")(text, purge_label("Stephen King", order)).reward == math.e ** -1
+    theirs = lambda terms: len(re.compile(r"\b(?:" + "|".join(map(re.escape, terms)) + r")\b", re.I).findall(text))
+    assert theirs(["Stephen", "King", "Stephen King"]) == 2 and theirs(["Stephen King", "Stephen", "King"]) == 1
+
+
 @pytest.mark.skipif(not os.environ.get("RERULE_PURGE_AUTHORS_DIR"),
                     reason="set RERULE_PURGE_AUTHORS_DIR to a copy of github strzar/purge to compare with binary.py")
 def test_agreement_with_the_authors_binary_py_on_their_released_lists():
@@ -159,3 +189,5 @@ def test_agreement_with_the_authors_binary_py_on_their_released_lists():
     result = module.compare(Path(os.environ["RERULE_PURGE_AUTHORS_DIR"]))
     assert result["lists"] > 0 and result["completions"] > 0
     assert result["disagreements"] == [] and result["agree"] == result["completions"]
+    # the graded reward: equal wherever their count does not depend on their set's order (overlapping terms)
+    assert result["decay_disagreements"] == 0

@@ -118,7 +118,8 @@ evaluate_arms() {
     if [[ "$arm" == base ]]; then model="$BASE_MODEL"; fi   # PURGE's reference point: the model before unlearning
     case "$arm" in
       stage1) label="Stage 1 (ours)" ;; rule) label="RULE (ours)" ;; rerule) label="ReRULE (ours)" ;;
-      base) label="Base model" ;; purge) label="PURGE (ours)" ;; purge_replay) label="PURGE + replay (ours)" ;;
+      base) label="Base model" ;; purge) label="${PURGE_LABEL:-PURGE} (ours)" ;;
+      purge_replay) label="${PURGE_LABEL:-PURGE} + replay (ours)" ;;
       *) label="ReRULE ${arm#rerule_} (ours)"; label="${label//_/ }" ;;
     esac
     run rerule eval "$benchmark" --model "$model" --out "$RUN_ROOT/eval/$arm" --name "$label" "${data[@]}" "$@"
@@ -303,14 +304,29 @@ benchmark_defaults() {
 # variables grpo_stage2 and replay_args read; every one is overridable from the environment.
 purge_defaults() {
   BENCHMARK=rwku
-  RUN_ROOT="${RUN_ROOT:-$RUNS_DIR/rwku_purge}"
+  # REWARD: binary, the paper's (reward/binary.yaml:1 -> rewards/binary.py), or exponential_decay, the graded reward
+  # of their follow-up and their config's default since 24d1a3f (config.yaml:7-8 -> reward/exponential_decay.yaml:1
+  # -> rewards/exponential_decay.py:14-28: e^(-m/1), m mentions; the yaml's tau and base are not read by the class).
+  # PageRank-weighted is not built yet. Each reward has its own run folder and method names.
+  REWARD="${REWARD:-binary}"
+  case "$REWARD" in
+    binary) REWARD_VARIANT="${REWARD_VARIANT:-purge_binary}"; PURGE_EPOCHS=40      # training/binary.yaml:2
+            PURGE_RUNS="${PURGE_RUNS:-rwku_purge}"; PURGE_LABEL="${PURGE_LABEL:-PURGE}" ;;
+    exponential_decay)
+            REWARD_VARIANT="${REWARD_VARIANT:-purge_exp_decay}"; PURGE_EPOCHS=15   # training/exponential_decay.yaml:2
+            PURGE_RUNS="${PURGE_RUNS:-rwku_purge_exponential_decay}"
+            PURGE_LABEL="${PURGE_LABEL:-PURGE exponential decay}" ;;
+    *) echo "REWARD=$REWARD: binary or exponential_decay (PURGE's PageRank-weighted reward is not built yet)" >&2
+       exit 2 ;;
+  esac
+  RUN_ROOT="${RUN_ROOT:-$RUNS_DIR/$PURGE_RUNS}"
   BASE_MODEL="${BASE_MODEL:-microsoft/Phi-3-mini-4k-instruct}"  # src/configs/config.yaml:6 -> model/phi_3_mini_4k_instruct_3.8b.yaml:3
   ACTOR_MODEL="${ACTOR_MODEL:-$BASE_MODEL}"    # purge.py:64 (policy) and TRL's reference copy of it: no Stage 1
   STAGE2_DATA="${STAGE2_DATA:-$DATA_DIR/rwku_purge/stage2.jsonl}"   # `rerule data purge stage2`
-  REWARD_VARIANT="${REWARD_VARIANT:-purge_binary}"   # reward/binary.yaml:3 -> rewards/binary.py:37-40
   PROMPT_FORMAT="${PROMPT_FORMAT:-raw}"      # purge.py:115 Dataset of plain "prompt" strings: TRL applies no template
   INPUT_TEMPLATE="${INPUT_TEMPLATE:-}"
-  # A step: training/binary.yaml:3-5 per_device_train_batch_size 2 x gradient_accumulation_steps 8 x 1 GPU
+  # A step (the same in training/exponential_decay.yaml:3-5 and :12):
+  # training/binary.yaml:3-5 per_device_train_batch_size 2 x gradient_accumulation_steps 8 x 1 GPU
   # (run_a100.sh@3cb73e7:18, which runs grpo.py; the recipes default NUM_GPUS to 1 before sourcing this file) = 16
   # completions = 4 prompts x num_generations 4 (TRL 0.18.1 generates one batch per optimizer step).
   N_SAMPLES="${N_SAMPLES:-4}"; ROLLOUT_BATCH="${ROLLOUT_BATCH:-4}"; TRAIN_BATCH="${TRAIN_BATCH:-16}"
@@ -320,8 +336,8 @@ purge_defaults() {
   local share=$(( N_SAMPLES * ROLLOUT_BATCH / NUM_GPUS ))
   ROLLOUT_MICRO_BATCH="${ROLLOUT_MICRO_BATCH:-$(( share < 8 ? (share > 0 ? share : 1) : 8 ))}"
   # training/binary.yaml:12 dataset_size 100 (purge.py:116-117 the first 100) = 25 steps of 4 an episode;
-  # binary.yaml:2 num_epochs 40 = 40 episodes: 1000 steps, 16,000 completions per target.
-  MAX_STEPS="${MAX_STEPS:-25}"; NUM_EPISODES="${NUM_EPISODES:-40}"
+  # binary.yaml:2 num_epochs 40 = 40 episodes: 1000 steps, 16,000 completions per target (exponential_decay: 15).
+  MAX_STEPS="${MAX_STEPS:-25}"; NUM_EPISODES="${NUM_EPISODES:-$PURGE_EPOCHS}"
   ACTOR_LR="${ACTOR_LR:-1e-6}"               # TRL default learning_rate (GRPOConfig)
   LR_SCHEDULER="${LR_SCHEDULER:-linear}"     # TRL default lr_scheduler_type, no warm-up (grpo_stage2: ratio 0)
   WEIGHT_DECAY="${WEIGHT_DECAY:-0}"          # TRL default weight_decay; AdamW betas 0.9/0.999, eps 1e-8, clip 1.0 as grpo_stage2

@@ -18,7 +18,8 @@
 #     bash examples/scripts/reproduce_purge_rwku.sh                         (DRY_RUN=1: validate the plan)
 #
 # Every recipe variable (NUM_GPUS, ACTOR_LR, NUM_EPISODES, REPLAY_*, ...) passes through; each target writes only
-# under RUNS_DIR/rwku_purge/<target>/: data/, purge/, purge_replay/, eval/.
+# under RUNS_DIR/rwku_purge/<target>/: data/, purge/, purge_replay/, eval/. REWARD=exponential_decay: the authors'
+# graded reward with its 15 epochs, under RUNS_DIR/rwku_purge_exponential_decay/ (docs/purge.md, "Graded rewards").
 NUM_GPUS="${NUM_GPUS:-1}"   # as the recipes (strzar/purge run_a100.sh@3cb73e7:18, which runs grpo.py)
 source "$(dirname "$0")/_common.sh"
 purge_defaults
@@ -67,7 +68,7 @@ done
 
 EVALUATIONS=() COMPARE_DATA=()
 for target in $TARGETS; do
-  run_dir="$RUNS_DIR/rwku_purge/${target//,/}"   # OpenRLHF splits dataset paths at commas: none in ours
+  run_dir="$RUNS_DIR/$PURGE_RUNS/${target//,/}"   # OpenRLHF splits dataset paths at commas: none in ours
   echo "# target $target -> $run_dir"
   questions="$RWKU_DIR/$target/$QUESTIONS_FILE" data="$run_dir/data" TARGET_NAME="$target"
 
@@ -121,4 +122,4 @@ done
 # base model on the same target, and the tokens of each arm's unlearning data (BASE_MODEL's tokenizer), with
 # RULE's data for the same targets when RULE_RELEASE is set.
 run rerule report "${EVALUATIONS[@]}" --base "Base model" --tokenizer "$BASE_MODEL" "${COMPARE_DATA[@]}" \
-  --out "$RUNS_DIR/rwku_purge/report"
+  --out "$RUNS_DIR/$PURGE_RUNS/report"

@@ -65,10 +65,11 @@ HELP = {
     "clip_low": "on-policy PPO ratio clip: 1 - clip_low",
     "clip_high": "on-policy PPO ratio clip: 1 + clip_high",
     "reward_variant": "RULE reward: two_stage_abs_target (RWKU) | two_stage_abs (MUSE); PURGE reward: purge_binary "
-                      "(1 if the completion names none of the label's forbidden terms)",
-    "purge_boundary": "purge_binary term matching: word (the authors' \\b...\\b) | edge (no word character touching "
+                      "(1 if the completion names none of the label's forbidden terms) | purge_exp_decay (e^-m for m "
+                      "mentions, repeats counted: the authors' graded reward)",
+    "purge_boundary": "PURGE term matching: word (the authors' \\b...\\b) | edge (no word character touching "
                       "the term; also finds terms ending in punctuation such as 'C++') | none (substring)",
-    "purge_case_sensitive": "purge_binary: match terms case-sensitively (the authors ignore case)",
+    "purge_case_sensitive": "PURGE: match terms case-sensitively (the authors ignore case)",
     "refusal_mode": "refusal detector: rule (the authors' regex) | strict",
 }
 

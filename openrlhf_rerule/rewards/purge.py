@@ -12,12 +12,20 @@ whether *some* alternative matches does not depend on the order). Options the pa
   ``none`` (plain substring: "King" is found in "Kingdom").
 - ``case_sensitive``: theirs ignores case (so the term "It" matches the pronoun "it").
 
+Variant ``purge_exp_decay``: the graded reward the authors' default configuration trains with since their follow-up
+(``src/configs/config.yaml`` ``reward: exponential_decay`` -> ``src/rewards/exponential_decay.py``, github
+strzar/purge 24d1a3f): r = e^(-m/tau), tau = 1, where m counts every match of the same pattern (``findall``: a term
+said twice counts twice). Their alternation order is a Python set's, which varies with PYTHONHASHSEED, so with
+overlapping terms ("Stephen King" and "King") their count of "Stephen King" is 1 or 2 by chance; ours tries the
+longest term first (1: one mention, counted once), the same in every process.
+
 An empty term list is refused (LabelError): the authors' code would compile ``\\b(?:)\\b``, which matches at
 any word boundary and scores 0 for every completion that contains a letter. Empty or blank terms are refused
 for the same reason (a blank term matches between any two words).
 """
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,7 +34,8 @@ from .refusal import is_refusal
 from .rule import LabelError, decode_label
 
 PURGE_TAG = "<purge>"
-PURGE_VARIANTS = ("purge_binary",)
+PURGE_VARIANTS = ("purge_binary", "purge_exp_decay")
+DECAY_TAU = 1.0  # exponential_decay.py: _tau = 1.00 (and _base = math.e)
 BOUNDARIES = ("word", "edge", "none")
 _EDGES = {"word": (r"\b", r"\b"), "edge": (r"(?<!\w)", r"(?!\w)"), "none": ("", "")}
 
@@ -75,8 +84,15 @@ def term_pattern(terms: tuple[str, ...], boundary: str = "word", case_sensitive:
 
 
 def purge_reward(completion: str, label, boundary: str = "word", case_sensitive: bool = False,
-                 refusal_mode: str = "rule") -> PurgeReward:
-    """PURGE's binary reward of one completion; LabelError on a label that is not a PURGE label."""
+                 refusal_mode: str = "rule", decay_tau: float | None = None) -> PurgeReward:
+    """PURGE's binary reward of one completion, or with `decay_tau` the graded e^(-m/tau) of its m mentions;
+    LabelError on a label that is not a PURGE label."""
     _, terms = parse_purge_label(label)
     match = term_pattern(terms, boundary, case_sensitive).search(completion)
-    return PurgeReward(0.0 if match else 1.0, match.group(0) if match else None, is_refusal(completion, refusal_mode))
+    if decay_tau is None:
+        reward = 0.0 if match else 1.0
+    else:
+        longest_first = tuple(sorted(set(terms), key=lambda t: (-len(t), t)))
+        mentions = len(term_pattern(longest_first, boundary, case_sensitive).findall(completion))
+        reward = math.e ** (-(mentions / decay_tau))  # their expression as written: the same float
+    return PurgeReward(reward, match.group(0) if match else None, is_refusal(completion, refusal_mode))

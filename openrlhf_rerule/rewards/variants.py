@@ -3,7 +3,7 @@ checks that run before training: which label tags a variant scores, and one scor
 
 from functools import partial
 
-from .purge import PURGE_TAG, PURGE_VARIANTS, parse_purge_label, purge_reward
+from .purge import DECAY_TAU, PURGE_TAG, PURGE_VARIANTS, parse_purge_label, purge_reward
 from .rule import VARIANTS as RULE_VARIANTS
 from .rule import LabelError, decode_label, parse_label, rule_reward
 
@@ -35,7 +35,7 @@ def make_scorer(variant: str, refusal_mode: str = "rule", rouge_backend: str = "
     """`score(completion, label)` of one variant: RuleReward for RULE's variants, PurgeReward for PURGE's."""
     if variant in PURGE_VARIANTS:
         return partial(purge_reward, boundary=purge_boundary, case_sensitive=purge_case_sensitive,
-                       refusal_mode=refusal_mode)
+                       refusal_mode=refusal_mode, decay_tau=DECAY_TAU if variant == "purge_exp_decay" else None)
     if variant in RULE_VARIANTS:
         return partial(rule_reward, variant=variant, refusal_mode=refusal_mode, rouge_backend=rouge_backend)
     raise ValueError(f"unknown reward variant {variant!r} (expected one of {REWARD_VARIANTS})")
