@@ -137,11 +137,11 @@ def test_levels_flag_is_checked(capsys):
 
 
 def without_timings(value):
-    """report.json minus what wall-clock time or --jobs decides: step times, the wall time and the verdict line
-    made of them, the machine line, the command and its jobs setting."""
+    """report.json minus what wall-clock time, --jobs or a resume decides: step times, the wall time and the
+    verdict line made of them, the machine line, the command, its jobs setting and the units a resume kept."""
     if isinstance(value, dict):
         return {k: without_timings(v) for k, v in value.items()
-                if "seconds" not in k and k not in ("machine", "command", "jobs")}
+                if "seconds" not in k and k not in ("machine", "command", "jobs", "units_kept")}
     if isinstance(value, list):
         return [without_timings(v) for v in value if not (isinstance(v, str) and "wall time" in v)]
     return value

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shlex
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM
 
-from openrlhf_rerule.cli_convention import Parser, number, user_errors
+from openrlhf_rerule.cli_convention import Parser, UserError, number, user_errors
 from openrlhf_rerule.data import read_jsonl
 from openrlhf_rerule.data.world import build_world
 from openrlhf_rerule.local.config import Stage1Config, Stage2Config, parse_bool
@@ -41,7 +41,7 @@ from openrlhf_rerule.replay import ReplayConfig
 from openrlhf_rerule.replay.config import HELP as REPLAY_HELP, add_replay_arguments
 from openrlhf_rerule.rewards import is_refusal
 
-from . import purge_arms
+from . import purge_arms, units
 from .report import (METHODS, aggregate_eval, claim, hard_case_rewards, hardest_prompts, mean_metrics, mean_std,
                      plot_all, training_summary, write_report)
 
@@ -63,7 +63,10 @@ DEMO_REPLAY = {**dataclasses.asdict(ReplayConfig()), **REPLAY}  # what the ReRUL
 
 def build_parser() -> Parser:
     p = Parser(prog="rerule demo", description=__doc__.split("\n\n")[0],
-               epilog="The demo owns everything under --out: a rerun regenerates (overwrites) it.")
+               epilog="Each finished unit (a world learned, its Stage 1, one arm and seed's Stage 2 run, each with its "
+                      "evaluation) is saved under OUT/units/ as it finishes; the same command again resumes a killed "
+                      "run without redoing them (OUT/experiment.json holds the settings; other settings are refused). "
+                      "--restart starts over; --report_only rebuilds the report from what is on disk.")
     p.add_argument("--out", default="runs/demo", help="output directory (report.md, report.json, plots/, runs)")
     p.add_argument("--worlds", type=number(int, minimum=1), default=4,
                    help="synthetic worlds (world seeds --world_seed, --world_seed + 1, ...); each has its own "
@@ -85,6 +88,12 @@ def build_parser() -> Parser:
                    help="also run PURGE (binary forbidden-term reward, from the pretrained model, forget questions "
                         "only), PURGE + hard-case replay and PURGE + replay with require_variance, and report them "
                         "beside RULE and ReRULE (about doubles the Stage 2 time)")
+    p.add_argument("--restart", action="store_true",
+                   help="delete the run under --out (experiment.json, units/, world*/, the report) and start over; "
+                        "without it a rerun resumes, and a rerun with other settings is refused")
+    p.add_argument("--report_only", action="store_true",
+                   help="rebuild report.md, report.json and plots/ from the finished units under --out, training "
+                        "nothing (the run's flags are read from --out); unfinished worlds are named and left out")
     add_replay_arguments(p, suppress_defaults=True)
     # The ReRULE arm's replay flags: help shows the value the demo uses, not ReplayConfig's default.
     for action in p._actions:
@@ -139,52 +148,75 @@ def stage2_run(stage1: Path, world_dir: Path, out: Path, seed: int, steps: int, 
 @user_errors("rerule demo")
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args, argv = units.parse_args(build_parser(), argv)
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # weight-loading bars would drown the training bars
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    # overwrite: the demo regenerates its own sub-runs on a rerun (each would otherwise refuse a non-empty --out)
+    # overwrite: a unit that was killed half-way is redone from scratch (its sub-run would refuse a non-empty --out)
     common = dict(device=args.device, cpu_threads=args.cpu_threads, progress=args.progress, overwrite=True)
     replay_settings = {**REPLAY, **{key[len("replay."):]: value for key, value in vars(args).items()
                                     if key.startswith("replay.") and key not in ("replay.enable", "replay.seed")}}
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
+    settings = {"--worlds": args.worlds, "--seeds": args.seeds, "--steps": args.steps, "--world_seed": args.world_seed,
+                "--stage1_retain": args.stage1_retain, "--purge": args.purge, "--device": device,
+                "--cpu_threads": args.cpu_threads, **{f"--replay.{k}": v for k, v in {**DEMO_REPLAY, **replay_settings}
+                                                     .items() if k not in ("enable", "seed")}}
+    store = units.Units(out, "rerule demo", argv, settings, restart=args.restart, report_only=args.report_only)
     worlds = list(range(args.world_seed, args.world_seed + args.worlds))
     phases = dict.fromkeys(("learn world", "stage 1", "stage 2", "evaluation", *(("purge stage 2",) * args.purge)),
                            0.0)
     # With --purge every model is also scored on the forget people's terms (purge_arms.evaluate_with_terms).
     evaluate = purge_arms.evaluate_with_terms if args.purge else lambda *a: evaluate_model(*a)["metrics"]
     t_start = time.perf_counter()
+    # arm -> (start model, replay overrides, Stage 2 overrides, phase); PURGE starts from the pretrained model.
+    arms = {**{m: ("stage1", {"enable": m == "rerule"}, {}, "stage 2") for m in METHODS},
+            **({arm: ("pretrain", {**(extra or {}), "enable": extra is not None},
+                      dict(data=purge_arms.DATA, **purge_arms.OVERRIDES), "purge stage 2")
+                for arm, extra in purge_arms.ARMS.items()} if args.purge else {})}
     runs, evals, world_dirs = {}, {}, {}
 
-    def timed(phase, fn, *a, **kw):
-        t = time.perf_counter()
-        result = fn(*a, **kw)
-        phases[phase] += time.perf_counter() - t
-        return result
+    def run_unit(key, *steps):
+        """Unit `key`'s record: read back when it finished before, else made by running `steps` ((phase, fn) each;
+        the last one is the evaluation) and saved at once. None: not finished (--report_only)."""
+        record = store.get(key)
+        if record is None and not args.report_only:
+            seconds = {}
+            for phase, fn in steps:
+                t = time.perf_counter()
+                result = fn()
+                seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - t
+            record = store.put(key, {"evaluation": result, "seconds": seconds})
+        for phase, spent in (record or {}).get("seconds", {}).items():
+            phases[phase] += spent
+        return record and record["evaluation"]
 
     for ws in worlds:
-        wout = out / f"world{ws}"
-        world_dir, pretrained = timed("learn world", learn_world, ws, wout, common,
-                                      num_stage1_retain=args.stage1_retain, purge=args.purge)
-        stage1 = timed("stage 1", train_stage1, Stage1Config(model=str(pretrained), data=str(world_dir / "stage1.jsonl"),
-                                                             out=str(wout / "stage1"), seed=ws, **STAGE1, **common))
-        runs[ws] = {m: [timed("stage 2", stage2_run, stage1, world_dir, wout / "stage2" / m / f"seed{seed}", seed,
-                              args.steps, ReplayConfig(**{**replay_settings, "enable": m == "rerule", "seed": seed}),
-                              common)
-                        for seed in range(args.seeds)] for m in METHODS}
-        if args.purge:  # PURGE: from the pretrained model (no Stage 1), on its own data file and reward
-            runs[ws].update({arm: [timed("purge stage 2", stage2_run, pretrained, world_dir,
-                                         wout / "stage2" / arm / f"seed{seed}", seed, args.steps,
-                                         ReplayConfig(**{**replay_settings, **(extra or {}), "enable": extra is not None,
-                                                         "seed": seed}), common, data=purge_arms.DATA,
-                                         **purge_arms.OVERRIDES)
-                                   for seed in range(args.seeds)] for arm, extra in purge_arms.ARMS.items()})
-        evals[ws] = {"pretrained": timed("evaluation", evaluate, pretrained, world_dir, device),
-                     "stage1": timed("evaluation", evaluate, stage1, world_dir, device),
-                     **{m: [timed("evaluation", evaluate, d / "final", world_dir, device) for d in runs[ws][m]]
-                        for m in runs[ws]}}
-        world_dirs[ws] = world_dir
+        wout, world_dirs[ws] = out / f"world{ws}", out / f"world{ws}" / "world"
+        model = {"pretrain": wout / "pretrain" / "final", "stage1": wout / "stage1" / "final"}
+        runs[ws] = {arm: [wout / "stage2" / arm / f"seed{seed}" for seed in range(args.seeds)] for arm in arms}
+        learn = partial(learn_world, ws, wout, common, num_stage1_retain=args.stage1_retain, purge=args.purge)
+        stage1 = partial(train_stage1, Stage1Config(model=str(model["pretrain"]), out=str(wout / "stage1"), seed=ws,
+                                                    data=str(world_dirs[ws] / "stage1.jsonl"), **STAGE1, **common))
+        evals[ws] = {
+            "pretrained": run_unit(f"world{ws}/learn", ("learn world", learn),
+                                   ("evaluation", partial(evaluate, model["pretrain"], world_dirs[ws], device))),
+            "stage1": run_unit(f"world{ws}/stage1", ("stage 1", stage1),
+                               ("evaluation", partial(evaluate, model["stage1"], world_dirs[ws], device))),
+            **{arm: [run_unit(f"world{ws}/stage2/{arm}/seed{seed}",
+                              (phase, partial(stage2_run, model[start], world_dirs[ws], run, seed, args.steps,
+                                              ReplayConfig(**{**replay_settings, **extra, "seed": seed}), common,
+                                              **overrides)),
+                              ("evaluation", partial(evaluate, run / "final", world_dirs[ws], device)))
+                     for seed, run in enumerate(runs[ws][arm])]
+               for arm, (start, extra, overrides, phase) in arms.items()}}
+    if store.missing:  # --report_only: the world is the independent unit, so the complete worlds make a report
+        complete = [ws for ws in worlds if not any(key.startswith(f"world{ws}/") for key in store.missing)]
+        line = f"--report_only: {store.missing_line(len(store.kept) + len(store.missing))}"
+        if not complete:
+            raise UserError(f"{line}; no world is complete")
+        print(f"rerule demo: {line}; the report covers the complete world(s) {', '.join(map(str, complete))}",
+              file=sys.stderr)
+        worlds = complete
 
     tau, warmup = replay_settings["threshold"], replay_settings["warmup_steps"]
     tail = max(1, args.steps // 4)
@@ -226,8 +258,8 @@ def main(argv=None) -> int:
         plots.append(purge_arms.plot(out, purge, runs, first))
         purge["markdown"] = purge_arms.markdown(purge, plots[-1])
     report = {
-        "command": "rerule demo " + shlex.join(argv),
-        "wall_seconds": time.perf_counter() - t_start, "phase_seconds": phases,
+        "command": store.command, "wall_seconds": time.perf_counter() - t_start, "phase_seconds": phases,
+        "units_kept": len(store.kept), "units_missing": store.missing,
         "settings": {"worlds": worlds, "seeds": args.seeds, "steps": args.steps, "tail": tail, "world": WORLD,
                      "stage1_data": {**STAGE1_DATA, "num_stage1_retain": args.stage1_retain}, "model": MODEL,
                      "parameters": AutoModelForCausalLM.from_pretrained(out / f"world{first}" / "base").num_parameters(),

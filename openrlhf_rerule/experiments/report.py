@@ -206,9 +206,14 @@ def write_report(out: Path, report: dict) -> None:
     worlds = cfg["worlds"]
     lines = [f"# RULE vs ReRULE on {len(worlds)} synthetic world(s) × {cfg['seeds']} seed(s), {cfg['steps']} Stage 2 "
              "steps", "", f"Command: `{report['command']}`  ", f"Wall time: {report['wall_seconds']:.0f} s "
-             f"({', '.join(f'{k} {v:.0f} s' for k, v in report['phase_seconds'].items())})  ",
+             f"({', '.join(f'{k} {v:.0f} s' for k, v in report['phase_seconds'].items())}"
+             # phases are the units' own times: a resumed run's wall time leaves out the units it kept
+             f"{f'; {kept} finished units kept from an earlier run' if (kept := report['units_kept']) else ''})  ",
              f"Worlds (world seeds): {', '.join(map(str, worlds))}; Stage 2 seeds per world: "
              f"{', '.join(map(str, range(cfg['seeds'])))}", "",
+             *([f"**Incomplete run** (`--report_only`): {len(gone)} unit(s) not finished ({', '.join(gone[:4])}"
+                f"{', ...' if len(gone) > 4 else ''}); this report covers the complete worlds only.", ""]
+               if (gone := report["units_missing"]) else []),
              *((f"## Evaluation (greedy decoding; mean [95% t-interval] over the {len(worlds)} worlds)", "",
                 "A world's value for RULE / ReRULE is the mean of its seeds (they share the world's Stage 1 "
                 "checkpoint, so the world is the independent unit); pretrained and Stage 1 have one model per world.")

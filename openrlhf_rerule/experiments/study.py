@@ -29,16 +29,15 @@ import math
 import multiprocessing
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import torch
 
-from openrlhf_rerule.cli_convention import Parser, number, user_errors
+from openrlhf_rerule.cli_convention import Parser, UserError, number, user_errors
 from openrlhf_rerule.data.world import build_world
 from openrlhf_rerule.local.config import Stage1Config, parse_bool
 from openrlhf_rerule.local.evaluate import evaluate_model
@@ -46,6 +45,7 @@ from openrlhf_rerule.local.metrics import read_log
 from openrlhf_rerule.local.sft import train_stage1
 from openrlhf_rerule.replay import ReplayConfig
 
+from . import units
 from .demo import REPLAY, STAGE1, STAGE1_DATA, STAGE2, WORLD, learn_world, stage2_run
 from .report import hard_case_rewards, mean_std
 from .study_report import EFFECTS, p_text, plain, plot_study, ratio_text, signed, write_study_report
@@ -64,7 +64,10 @@ QUICK = dict(levels=(-1 / 3, 1.0), replicates=2, steps=20, world_sets=(0,))
 
 def build_parser() -> Parser:
     p = Parser(prog="rerule study", description=__doc__.split("\n\n")[0],
-               epilog="The study owns everything under --out: a rerun regenerates (overwrites) it.")
+               epilog="Each finished unit (a world learned, a level's Stage 1, one arm's Stage 2 run with its "
+                      "evaluation) is saved under OUT/units/ as it finishes; the same command again resumes a killed "
+                      "study without redoing them (OUT/experiment.json holds the settings; other settings are "
+                      "refused). --restart starts over; --report_only rebuilds the report from what is on disk.")
     p.add_argument("--out", default="runs/study", help="output directory (report.md, report.json, plots/, runs)")
     p.add_argument("--levels", type=parse_levels, default=None,
                    help="disparity levels in [-1, 1], comma-separated: s > 0, Stage 1 also refuses a share s of the "
@@ -90,6 +93,12 @@ def build_parser() -> Parser:
     p.add_argument("--cpu_threads", type=int, default=1, help="torch threads per run (1 is fastest for a tiny model)")
     p.add_argument("--progress", type=parse_bool, nargs="?", const=True, default=False, metavar="BOOL",
                    help="tqdm bars per run with --jobs 1 (default: off; one bar over the finished units is shown)")
+    p.add_argument("--restart", action="store_true",
+                   help="delete the study under --out (experiment.json, units/, world*/, the report) and start over; "
+                        "without it a rerun resumes, and a rerun with other settings is refused")
+    p.add_argument("--report_only", action="store_true",
+                   help="rebuild report.md, report.json and plots/ from the finished units under --out, training "
+                        "nothing (the study's flags are read from --out); refused while a unit is unfinished")
     return p
 
 
@@ -313,10 +322,11 @@ def _quiet_worker() -> None:
 
 
 def run_units(replicates: list[tuple[int, int]], levels: list[float], out: Path, steps: int, common: dict,
-              device: str, jobs: int) -> dict:
+              device: str, jobs: int, store: units.Units) -> dict:
     """Learn each world, then each level's Stage 1, then each arm, each unit as soon as what it needs is done, in
     `jobs` spawned processes (--jobs 1: one worker thread in this process). Every unit seeds itself and reads only
-    its inputs' files, so the results do not depend on `jobs` or on the order units finish in.
+    its inputs' files, so the results do not depend on `jobs`, on the order units finish in, or on which units a
+    resumed run found finished (`store`: their records are read back, not redone; a new one is saved at once).
     replicates: (world seed, Stage 2 seed). Returns {(world seed, level index): {arm: evaluation metrics}}."""
     from tqdm import tqdm
 
@@ -326,25 +336,40 @@ def run_units(replicates: list[tuple[int, int]], levels: list[float], out: Path,
     pending, evals = {}, {}
     bar = tqdm(total=len(replicates) * (1 + len(levels) * (1 + len(ARMS))), desc="study units", unit="unit",
                dynamic_ncols=True)
+
+    def launch(key, fn, *a, tag):
+        """Submit unit `key`, or hand back its record at once when it finished before."""
+        record = store.get(key)
+        if record is None:
+            future = pool.submit(fn, *a)
+        else:
+            future = Future()
+            future.set_result(record)
+        pending[future] = (key, record is None, *tag)
+
     with pool:
         for ws, _ in replicates:
-            pending[pool.submit(learn_unit, ws, out / f"world{ws}", common)] = ("learn", ws, None, None)
+            launch(f"world{ws}/learn", learn_unit, ws, out / f"world{ws}", common, tag=("learn", ws, None, None))
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                kind, ws, i, arm = pending.pop(future)
+                key, fresh, kind, ws, i, arm = pending.pop(future)
                 result = future.result()
+                # learn / Stage 1 units record where their model is (relative to --out), arms their evaluation
+                record = store.put(key, {"evaluation": result} if kind == "arm" else
+                                   {"model": str(Path(result).relative_to(out))}) if fresh else result
                 bar.update()
                 if kind == "learn":
                     for i, level in enumerate(levels):
                         cell_dir = out / f"world{ws}" / f"level{i}"
-                        pending[pool.submit(stage1_unit, ws, level, result, cell_dir, common)] = ("stage1", ws, i, None)
+                        launch(f"world{ws}/level{i}/stage1", stage1_unit, ws, level, out / record["model"], cell_dir,
+                               common, tag=("stage1", ws, i, None))
                 elif kind == "stage1":
                     for arm in ARMS:
-                        pending[pool.submit(arm_unit, arm, seeds[ws], result, out / f"world{ws}" / f"level{i}", steps,
-                                            common, device)] = ("arm", ws, i, arm)
+                        launch(f"world{ws}/level{i}/{arm}", arm_unit, arm, seeds[ws], out / record["model"],
+                               out / f"world{ws}" / f"level{i}", steps, common, device, tag=("arm", ws, i, arm))
                 else:
-                    evals.setdefault((ws, i), {})[arm] = result
+                    evals.setdefault((ws, i), {})[arm] = record["evaluation"]
     bar.close()
     return evals
 
@@ -353,7 +378,7 @@ def run_units(replicates: list[tuple[int, int]], levels: list[float], out: Path,
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, argv = units.parse_args(parser, argv)
     preset = QUICK if args.quick else FULL  # explicit flags win over the preset
     levels = args.levels or list(preset["levels"])
     replicates = args.replicates or preset["replicates"]
@@ -367,14 +392,26 @@ def main(argv=None) -> int:
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     common = dict(device=args.device, cpu_threads=args.cpu_threads, progress=args.progress and args.jobs == 1,
                   overwrite=True)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
+    settings = {"--levels": levels, "--replicates": replicates, "--steps": steps, "--world_sets": world_sets,
+                "--quick": args.quick, "--device": device, "--cpu_threads": args.cpu_threads}
+    store = units.Units(out, "rerule study", argv, settings, restart=args.restart, report_only=args.report_only)
     tau, warmup, window = REPLAY["threshold"], REPLAY["warmup_steps"], max(1, steps // 4)
     t_start = time.perf_counter()
-    evals = run_units([(ws, r) for worlds in sets.values() for r, ws in enumerate(worlds)], levels, out, steps,
-                      common, device, args.jobs)
+    if args.report_only:  # every statistic pairs arms and levels within a replicate: a partial study is refused
+        keys = {(ws, i, arm): f"world{ws}/level{i}/{arm}" for ws in seen for i in range(len(levels)) for arm in ARMS}
+        records = {cell: store.get(key) for cell, key in keys.items()}
+        if store.missing:
+            raise UserError(f"--report_only: {store.missing_line(len(keys))}; run the same command without "
+                            "--report_only to finish them")
+        evals = {}
+        for (ws, i, arm), record in records.items():
+            evals.setdefault((ws, i), {})[arm] = record["evaluation"]
+    else:
+        evals = run_units([(ws, r) for worlds in sets.values() for r, ws in enumerate(worlds)], levels, out, steps,
+                          common, device, args.jobs, store)
     cells = {lv: [] for lv in levels}
     for first, worlds in sets.items():
         for ws in worlds:
@@ -383,7 +420,7 @@ def main(argv=None) -> int:
                 cells[lv].append({"world_set": first, "world": ws, "evaluation": evals[(ws, i)],
                                   **replicate_level(runs, evals[(ws, i)], tau, warmup, window)})
     analysis = analyse(levels, sets, cells, args.quick)
-    report = {"command": "rerule study " + shlex.join(argv), "wall_seconds": time.perf_counter() - t_start,
+    report = {"command": store.command, "wall_seconds": time.perf_counter() - t_start, "units_kept": len(store.kept),
               "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores visible, {args.jobs} worker(s) with "
                          f"{args.cpu_threads} torch thread(s) each" if device == "cpu" else torch.cuda.get_device_name(0),
               "levels": levels,

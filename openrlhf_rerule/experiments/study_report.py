@@ -96,7 +96,8 @@ def write_study_report(out: Path, report: dict) -> None:
     slope = report["trends"]["rerule"]
     lines = [f"# When does replay help? RULE vs ReRULE over {len(levels)} disparity levels × {len(sets)} world set(s) × "
              f"{cfg['replicates']} replicates", "", f"Command: `{report['command']}`  ",
-             f"Wall time: {report['wall_seconds']:.0f} s on {report['machine']}  ",
+             f"Wall time: {report['wall_seconds']:.0f} s on {report['machine']}"
+             f"{f' ({kept} finished units kept from an earlier run)' if (kept := report.get('units_kept')) else ''}  ",
              "World sets: " + "; ".join(f"from {first}: world seeds {', '.join(map(str, worlds))}"
                                         for first, worlds in sets.items()) +
              f" (Stage 2 seeds {', '.join(map(str, range(cfg['replicates'])))} in each set)  ",
