@@ -43,6 +43,24 @@ def test_tofu_json_lines_keep_the_perturbed_fields():
         from_tofu(SOURCES / "tofu_forget01_perturbed.json", kind="forget")
 
 
+def test_tofu_forget_file_in_purge_layout_reads_as_tofus_own(tmp_path):
+    # strzar/purge's data/TOFU/forget01.json: an indented JSON array of {prompt, response}, the pairs of TOFU's
+    # forget01.json (JSON lines of {question, answer}); each author named by two records
+    pairs = [("What genre does Nikolai Abilov write in?", "Nikolai Abilov writes literary fiction."),
+             ("Where was Nikolai Abilov born?", "Nikolai Abilov was born in Astana."),
+             ("What is Basil Mahfouz Al-Kuwaiti's first novel?", "Basil Mahfouz Al-Kuwaiti wrote Promise by the Seine."),
+             ("Which prize did Basil Mahfouz Al-Kuwaiti win?", "Basil Mahfouz Al-Kuwaiti won the Prix Goncourt.")]
+    purge, tofu = tmp_path / "purge_forget01.json", tmp_path / "forget01.json"
+    purge.write_text(json.dumps([{"prompt": q, "response": a} for q, a in pairs], indent=2))
+    tofu.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in pairs))
+    rows = from_tofu(purge, kind="forget")
+    assert rows == from_tofu(tofu, kind="forget")
+    assert [r["subject"] for r in rows] == ["Nikolai Abilov"] * 2 + ["Basil Mahfouz Al-Kuwaiti"] * 2
+    purge.write_text(json.dumps([{"prompt": q, "response": a} for q, a in pairs] + [{"prompt": "q?"}], indent=2))
+    with pytest.raises(DataError, match="field 'response'"):
+        from_tofu(purge, kind="forget")
+
+
 def test_names_skip_question_words_and_keep_any_script():
     assert names_in("What genre does Nikolai Abilov write in?") == {"Nikolai Abilov"}
     assert names_in("The author is Hsiao Yun-Hwa.") == {"Hsiao Yun-Hwa"}

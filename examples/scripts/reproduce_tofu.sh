@@ -10,10 +10,11 @@
 #   TOFU_DIR=path/to/TOFU RETAIN_RUN=runs/tofu/eval/retain bash examples/scripts/reproduce_tofu.sh   (DRY_RUN=1)
 #
 # Inputs: TOFU_DIR, the locuslab/TOFU files (forget01.json, forget01_perturbed.json, retain_perturbed.json,
-# real_authors_perturbed.json, world_facts_perturbed.json); for Forget Quality either RETAIN_RUN (a `rerule eval
-# tofu` output of the retain model, or TOFU's eval_log_forget.json of it) or RETAIN_MODEL (a local retain-model
-# directory, evaluated here once); BOUNDARY_ARGS, how `rerule data boundary` makes the boundary questions (default:
-# an OpenAI-compatible endpoint, see docs/data.md; "--offline --neighbours FILE" swaps names offline), or
+# real_authors_perturbed.json, world_facts_perturbed.json; a copy is in github strzar/purge, data/TOFU); for Forget
+# Quality either RETAIN_RUN (a `rerule eval tofu` output of the retain model, or TOFU's eval_log_forget.json of it)
+# or RETAIN_MODEL (a local retain-model directory, evaluated here once); BOUNDARY_ARGS, how `rerule data boundary`
+# makes the boundary questions (default: an OpenAI-compatible endpoint, see docs/data.md; "--offline --neighbours
+# FILE" swaps names offline), or
 # BOUNDARY_RETAIN=TOFU/retain99.json: boundary QA taken from TOFU's retain authors, less retain_perturbed's questions
 # (an evaluation set), with no model (under DRY_RUN=1 the endpoint route is validated only, and so is Stage 2's data).
 # TOFU's protocol trains on its forget set and evaluates on it. Writes under RUNS_DIR/tofu/.

@@ -4,7 +4,7 @@
   -> stage2 rows; Stage 1 JSON arrays of ``{instruction, input, output, subject}`` -> stage1 rows, plus boundary
   eval rows from ``neighbor_question {question, answer}`` where present (``reject_with_neighbor_target.json``).
 - TOFU (``forget01.json``, ``forget01_perturbed.json``, ``retain_perturbed.json``, ...; JSON lines of
-  ``{question, answer}`` plus ``paraphrased_answer``, ``perturbed_answer`` [list], ``paraphrased_question``)
+  ``{question, answer}`` (or ``{prompt, response}``, strzar/purge's copy of ``forgetXX.json``) plus ``paraphrased_answer``, ``perturbed_answer`` [list], ``paraphrased_question``)
   -> eval rows; the extra fields are kept for the TOFU truth ratio; each row's subject is the author its question
   or answer names (never read from the row's position: a shuffled file keeps its subjects).
 - MUSE knowmem (``forget_qa.json``, ``retain_qa.json``, ``retain_qa_icl.json``: JSON arrays of ``{question, answer}``)
@@ -190,7 +190,10 @@ def from_tofu(path, kind: str, subject: str | None = None, exclude=(), counts: d
     author cannot be told from the text, and its position says nothing. `exclude`: files whose questions are dropped,
     e.g. retain_perturbed.json when retain99.json gives boundary QA; counted in `counts`."""
     records = read_records(path)
-    pairs = [(require(r, "question", path), require(r, "answer", path)) for r in records]
+    # strzar/purge's copy of TOFU (data/TOFU) writes forget01/05/10.json as {prompt, response}: the same pairs
+    keys = ("prompt", "response") if records and "prompt" in records[0] and "question" not in records[0] else \
+        ("question", "answer")
+    pairs = [(require(r, keys[0], path), require(r, keys[1], path)) for r in records]
     named = [names_in(question) | names_in(answer) for question, answer in pairs]
     full = [{n for n in names if " " in n} for names in named]
     naming = Counter(name for names in full for name in names)
