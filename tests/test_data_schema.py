@@ -107,6 +107,21 @@ def test_source_records_from_json_arrays_and_json_lines(tmp_path):
         read_records(broken)
 
 
+def test_source_records_from_json_lines_of_arrays(tmp_path):
+    # strzar/purge's data/TOFU/retain99.json: TOFU's records as JSON arrays of up to 1000, one array a line
+    batches = write_lines(tmp_path / "retain99.json", [json.dumps([{"question": "q1", "answer": "a1"},
+                                                                   {"question": "q2", "answer": "a2"}]),
+                                                       json.dumps([{"question": "q3", "answer": "a3"}])])
+    records = read_records(batches)
+    assert [(r["question"], r["__line__"]) for r in records] == [("q1", 1), ("q2", 1), ("q3", 2)]
+    write_lines(batches, [json.dumps([{"question": "q1"}]), '[{"question": }]'])
+    with pytest.raises(DataError, match="line 2, field '\\(row\\)': invalid JSON"):
+        read_records(batches)
+    write_lines(batches, [json.dumps([{"question": "q1"}]), '["q2"]'])
+    with pytest.raises(DataError, match="line 2, field '\\(row\\)': expected a JSON object"):
+        read_records(batches)
+
+
 def test_sft_files_mix_stage1_and_text_rows(tmp_path):
     text_row = json.dumps({"text": "alice stone was born in oakford ."})
     good = write_lines(tmp_path / "sft.jsonl", [json.dumps(GOOD["stage1"]), text_row])

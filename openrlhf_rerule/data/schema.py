@@ -201,17 +201,32 @@ def write_jsonl(path, rows: list[dict], kind: str) -> Path:
 
 
 def read_records(path, allow_strings: bool = False) -> list:
-    """Source files of the converters: a JSON array, or JSON lines (TOFU's files are JSON lines). Records are
+    """Source files of the converters: a JSON array, JSON lines (TOFU's files are JSON lines), or JSON lines of
+    arrays (strzar/purge's copy of TOFU's larger files). Records are
     objects (with their 1-based line under "__line__"); `allow_strings` also accepts plain strings (MUSE privleak)."""
     path = Path(path)
     text = read_text(path)
     if not text.strip():
         raise DataError(path, 1, "(file)", "no records: the file is empty")
     if text.lstrip().startswith("["):
-        records = loads_record(text, path, 1, field_line=0)
+        try:
+            records = loads_record(text, path, 1, field_line=0)
+            lines = _object_lines(text) + [0] * len(records if isinstance(records, list) else ())  # non-objects
+        except DataError:
+            # JSON lines of arrays (strzar/purge's copy of TOFU: retain99.json, full.json, ... as arrays of up to
+            # 1000 records, one a line): their records in order, each at its array's line
+            arrays = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+            if len(arrays) < 2 or not all(line.lstrip().startswith("[") for _, line in arrays):
+                raise
+            records, lines = [], []
+            for n, line in arrays:
+                array = loads_record(line, path, n)
+                if not isinstance(array, list):
+                    raise DataError(path, n, "(row)", "expected a JSON array of objects on each line") from None
+                records += array
+                lines += [n] * len(array)
         if not isinstance(records, list):
             raise DataError(path, 1, "(file)", "expected a JSON array of objects")
-        lines = _object_lines(text) + [0] * len(records)  # padding for non-object items
     else:
         _refuse_one_object(text, path)
         records, lines = [], []
