@@ -1,5 +1,5 @@
-"""Agreement of our PURGE rewards with the authors' own ``src/rewards/binary.py`` and ``exponential_decay.py``
-(github strzar/purge), run side by
+"""Agreement of our PURGE rewards with the authors' own ``src/rewards/binary.py``, ``exponential_decay.py`` and
+(with --pagerank) ``pagerank.py`` (github strzar/purge), run side by
 side on their released entity lists (``data/PURGE/<target>/fts.json``) and on completions generated here: for
 every term, sentences that contain it in the forms that test the matcher (case, possessive, plural, inside a longer
 word, touching punctuation, doubled or broken spaces), sentences that avoid every term, other targets' terms, and
@@ -8,6 +8,7 @@ their own released model answers (``qa_pairs.json``).
 Their code is not part of this repository: fetch a copy anywhere and point at it.
 
     RERULE_PURGE_AUTHORS_DIR=/path/to/purge python benchmarks/purge_agreement.py [--show 10]
+    ... --pagerank [--model SmolLM2-135M-Instruct --embed_lists 5]    their pagerank.py too (needs scikit-learn)
 
 Prints the agreement count, every disagreement (up to --show), and facts about the released lists: terms the
 authors' \\b...\\b can only match when a word character follows (they start or end with punctuation), terms our

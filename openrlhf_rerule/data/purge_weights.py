@@ -75,5 +75,5 @@ def add_weights_command(sub):
     p.add_argument("--quantile", type=number(float, 0, 1), default=QUANTILE,
                    help="similarity quantile above which two terms are joined (reward/pagerank.yaml:6)")
     p.add_argument("--device", default="cpu", help="cpu (theirs: preprocessing runs before the trainer moves the "
-                   "model) | cuda (faster; float sums differ in the last bits)")
+                   "model) | cuda (faster; its float sums may differ in the last bits, which can move an edge at the threshold)")
     p.set_defaults(func=cmd_weights)
