@@ -16,6 +16,7 @@ setup(
         "torch>=2.4",
         "numpy",
         "scipy",
+        "networkx",  # PURGE's PageRank weights (rerule data purge weights), as the authors compute them
         "rouge-score",
         "rouge",
         "nltk",

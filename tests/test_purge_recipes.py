@@ -291,5 +291,46 @@ def test_reward_switch_exponential_decay_is_the_authors_graded_setting(tmp_path)
     assert flag(runs[-1], "--out") == str(folder / "report")
     (run,) = commands(plan("train_purge_rwku.sh", tmp_path))  # the default stays the paper's binary reward
     assert grpo(run)[0]["RERULE_REWARD_VARIANT"] == "purge_binary" and flag(grpo(run)[1], "--train.num_episodes") == "40"
-    wrong = plan("train_purge_rwku.sh", tmp_path, REWARD="pagerank")
-    assert wrong.returncode == 2 and "REWARD=pagerank: binary or exponential_decay" in wrong.stderr
+    wrong = plan("train_purge_rwku.sh", tmp_path, REWARD="page_rank")
+    assert wrong.returncode == 2 and "REWARD=page_rank: binary, exponential_decay or pagerank" in wrong.stderr
+
+
+def test_reward_switch_pagerank_is_the_authors_setting_with_its_weights_step(tmp_path):
+    """REWARD=pagerank: reward/pagerank.yaml (rewards/pagerank.py) with training/pagerank.yaml: num_epochs 40,
+    per_device_train_batch_size 4 x gradient_accumulation_steps 16 = 64 completions = 16 prompts x num_generations
+    4 a step; 100 prompts = 6 whole steps of 16 (TRL's RepeatSampler drops the short chunk). The weights are
+    computed once per target from the model to be unlearned, before the Stage 2 file that carries them."""
+    root = inputs(tmp_path)
+    runs = commands(plan("reproduce_purge_rwku.sh", root, TARGETS="1_Stephen_King 2_Confucius", REWARD="pagerank"))
+    assert [kind(a) for a in runs[:7]] == [
+        "rerule data purge answers", "rerule data purge entities", "rerule data purge weights",
+        "rerule data purge stage2", "train purge", "train purge_replay", "rerule eval rwku"]
+    for argv in runs:
+        check(argv)  # the real parsers
+    folder = root / "runs" / "rwku_purge_pagerank"
+    for name, target in (("Stephen King", "1_Stephen_King"), ("Confucius", "2_Confucius")):
+        weights, stage2 = (a for a in runs if kind(a) in ("rerule data purge weights", "rerule data purge stage2")
+                           and Path(flag(a, "--out")).is_relative_to(folder / target))
+        # their preprocess: the list file as released, the entity name (entity/<target>.yaml) as the start node,
+        # the policy model itself (purge.py:64, 112)
+        assert flag(weights, "--entities") == str(root / "PURGE" / target / "fts.json")
+        assert (flag(weights, "--target"), flag(weights, "--model")) == (name, "microsoft/Phi-3-mini-4k-instruct")
+        assert flag(stage2, "--weights") == flag(weights, "--out")
+    purge, replay = [a for a in runs if a[:3] == ["ray", "job", "submit"]][:2]
+    for argv in (purge, replay):
+        env, args = grpo(argv)
+        assert env["RERULE_REWARD_VARIANT"] == "purge_pagerank"
+        assert (flag(args, "--train.num_episodes"), flag(args, "--rollout.batch_size"),
+                flag(args, "--rollout.n_samples_per_prompt"), flag(args, "--train.batch_size"),
+                flag(args, "--train.micro_batch_size"), flag(args, "--data.max_samples")) == \
+            ("40", "16", "4", "64", "4", "96")
+        assert Path(flag(args, "--ckpt.output_dir")).is_relative_to(folder / "1_Stephen_King")
+    extra = grpo(replay)[1][len(grpo(purge)[1]):]  # replay scaled to a step of 16 prompts, after one episode
+    assert extra[extra.index("--replay.min_groups"):] == ["--replay.min_groups", "48", "--replay.warmup_steps", "6",
+                                                          "--replay.capacity", "100", "--replay.batch_groups", "16"]
+    evals = [a for a in runs if a[:3] == ["rerule", "eval", "rwku"]]
+    assert [flag(a, "--name") for a in evals[:3]] == ["Base model", "PURGE PageRank (ours)",
+                                                      "PURGE PageRank + replay (ours)"]
+    assert flag(runs[-1], "--out") == str(folder / "report")
+    plain = commands(plan("reproduce_purge_rwku.sh", root, TARGETS="1_Stephen_King"))
+    assert "rerule data purge weights" not in [kind(a) for a in plain]  # the other rewards need no weights

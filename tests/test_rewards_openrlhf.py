@@ -81,6 +81,10 @@ def test_purge_variant_scores_and_logs(monkeypatch):
     monkeypatch.setenv("RERULE_REWARD_VARIANT", "purge_exp_decay")  # the graded reward: e^-m for m mentions
     out = reward_func(["P: Oakford, oakford.", "P: I do not know."], ["P: "] * 2, [purge, purge])
     assert out["rewards"].tolist() == pytest.approx([math.e ** -2, 1.0]) and out["extra_logs"]["mentioned"].tolist() == [1, 0]
+    monkeypatch.setenv("RERULE_REWARD_VARIANT", "purge_pagerank")  # 1 - the weights of the terms found
+    weighted = json.dumps(["<purge>", "Alice Stone", "Alice Stone", "Oakford", "C++", "<pagerank>", 1.0, 0.25, 0.5])
+    out = reward_func(["P: Oakford, oakford.", "P: Alice Stone of Oakford", "P: x"], ["P: "] * 3, [weighted, weighted, purge])
+    assert out["rewards"].tolist() == [0.75, 0.0, 0.0] and out["extra_logs"]["bad_label"].tolist() == [0, 0, 1]
     monkeypatch.setenv("RERULE_REWARD_VARIANT", "purge_binary")
     monkeypatch.setenv("RERULE_PURGE_BOUNDARY", "edge")
     assert reward_func(["P: I like C++."], ["P: "], [purge])["rewards"].tolist() == [0.0]

@@ -53,6 +53,7 @@ run() {
          # answers and online boundary questions come from a model or an endpoint: validated only, and so is every
          # later data step that reads what one of them would have written (none is claimed to have run)
          if [[ "${3:-} ${4:-}" == "purge answers" ]]; then why="its answers come from a model"
+         elif [[ "${3:-} ${4:-}" == "purge weights" ]]; then why="its weights come from the model's embeddings"
          elif [[ "${3:-}" == boundary && " $* " != *" --offline "* ]]; then
            why="its questions come from an endpoint; BOUNDARY_ARGS with --offline runs it"
          fi
@@ -307,8 +308,11 @@ purge_defaults() {
   # REWARD: binary, the paper's (reward/binary.yaml:1 -> rewards/binary.py), or exponential_decay, the graded reward
   # of their follow-up and their config's default since 24d1a3f (config.yaml:7-8 -> reward/exponential_decay.yaml:1
   # -> rewards/exponential_decay.py:14-28: e^(-m/1), m mentions; the yaml's tau and base are not read by the class).
-  # PageRank-weighted is not built yet. Each reward has its own run folder and method names.
+  # pagerank: reward/pagerank.yaml:3 -> rewards/pagerank.py: 1 - the PageRank weights of the terms found, the
+  # weights from the model's own embeddings (`rerule data purge weights`, once per target, before Stage 2), with
+  # training/pagerank.yaml's larger step. Each reward has its own run folder and method names.
   REWARD="${REWARD:-binary}"
+  PURGE_PROMPTS_PER_STEP=4 PURGE_MICRO_BATCH=2
   case "$REWARD" in
     binary) REWARD_VARIANT="${REWARD_VARIANT:-purge_binary}"; PURGE_EPOCHS=40      # training/binary.yaml:2
             PURGE_RUNS="${PURGE_RUNS:-rwku_purge}"; PURGE_LABEL="${PURGE_LABEL:-PURGE}" ;;
@@ -316,7 +320,13 @@ purge_defaults() {
             REWARD_VARIANT="${REWARD_VARIANT:-purge_exp_decay}"; PURGE_EPOCHS=15   # training/exponential_decay.yaml:2
             PURGE_RUNS="${PURGE_RUNS:-rwku_purge_exponential_decay}"
             PURGE_LABEL="${PURGE_LABEL:-PURGE exponential decay}" ;;
-    *) echo "REWARD=$REWARD: binary or exponential_decay (PURGE's PageRank-weighted reward is not built yet)" >&2
+    pagerank)
+            REWARD_VARIANT="${REWARD_VARIANT:-purge_pagerank}"; PURGE_EPOCHS=40    # training/pagerank.yaml:2
+            PURGE_MICRO_BATCH=4                                # training/pagerank.yaml:3 per_device_train_batch_size
+            PURGE_PROMPTS_PER_STEP=16  # pagerank.yaml:3-5: 4 x gradient_accumulation_steps 16 = 64 completions
+                                       # = 16 prompts x num_generations 4
+            PURGE_RUNS="${PURGE_RUNS:-rwku_purge_pagerank}"; PURGE_LABEL="${PURGE_LABEL:-PURGE PageRank}" ;;
+    *) echo "REWARD=$REWARD: binary, exponential_decay or pagerank" >&2
        exit 2 ;;
   esac
   RUN_ROOT="${RUN_ROOT:-$RUNS_DIR/$PURGE_RUNS}"
@@ -329,15 +339,18 @@ purge_defaults() {
   # training/binary.yaml:3-5 per_device_train_batch_size 2 x gradient_accumulation_steps 8 x 1 GPU
   # (run_a100.sh@3cb73e7:18, which runs grpo.py; the recipes default NUM_GPUS to 1 before sourcing this file) = 16
   # completions = 4 prompts x num_generations 4 (TRL 0.18.1 generates one batch per optimizer step).
-  N_SAMPLES="${N_SAMPLES:-4}"; ROLLOUT_BATCH="${ROLLOUT_BATCH:-4}"; TRAIN_BATCH="${TRAIN_BATCH:-16}"
-  TRAIN_MICRO_BATCH="${TRAIN_MICRO_BATCH:-2}"
+  # pagerank: 4 x 16 x 1 = 64 completions = 16 prompts x 4.
+  N_SAMPLES="${N_SAMPLES:-4}"; ROLLOUT_BATCH="${ROLLOUT_BATCH:-$PURGE_PROMPTS_PER_STEP}"
+  TRAIN_BATCH="${TRAIN_BATCH:-$(( PURGE_PROMPTS_PER_STEP * 4 ))}"; TRAIN_MICRO_BATCH="${TRAIN_MICRO_BATCH:-$PURGE_MICRO_BATCH}"
   # Scoring micro-batches of 8, but never more than one rank's share of the step's completions: on NUM_GPUS ranks
   # OpenRLHF needs at least one rollout micro-batch per rank (16 / 4 GPUs = 4 each).
   local share=$(( N_SAMPLES * ROLLOUT_BATCH / NUM_GPUS ))
   ROLLOUT_MICRO_BATCH="${ROLLOUT_MICRO_BATCH:-$(( share < 8 ? (share > 0 ? share : 1) : 8 ))}"
   # training/binary.yaml:12 dataset_size 100 (purge.py:116-117 the first 100) = 25 steps of 4 an episode;
   # binary.yaml:2 num_epochs 40 = 40 episodes: 1000 steps, 16,000 completions per target (exponential_decay: 15).
-  MAX_STEPS="${MAX_STEPS:-25}"; NUM_EPISODES="${NUM_EPISODES:-$PURGE_EPOCHS}"
+  # pagerank.yaml:12 the same 100 = 6 whole steps of 16 (TRL's RepeatSampler drops the short chunk: 96 prompts an
+  # epoch, a random 96 there, the first 96 here); pagerank.yaml:2 40 epochs: 240 steps, 15,360 completions.
+  MAX_STEPS="${MAX_STEPS:-$(( 100 / PURGE_PROMPTS_PER_STEP ))}"; NUM_EPISODES="${NUM_EPISODES:-$PURGE_EPOCHS}"
   ACTOR_LR="${ACTOR_LR:-1e-6}"               # TRL default learning_rate (GRPOConfig)
   LR_SCHEDULER="${LR_SCHEDULER:-linear}"     # TRL default lr_scheduler_type, no warm-up (grpo_stage2: ratio 0)
   WEIGHT_DECAY="${WEIGHT_DECAY:-0}"          # TRL default weight_decay; AdamW betas 0.9/0.999, eps 1e-8, clip 1.0 as grpo_stage2
@@ -349,7 +362,8 @@ purge_defaults() {
   # count, 32 groups = its rollout batch) to PURGE's 100 prompts x 4 a step: tau unchanged (with 4 binary rewards
   # a group of at most 2 clean completions is hard), 12 groups (~3 replay batches, as 100 of 32), after the first
   # episode (step 25: every prompt tried once), capacity 100 (the prompt count), 4 groups (the rollout batch).
-  REPLAY_THRESHOLD="${REPLAY_THRESHOLD:-0.6}"; REPLAY_MIN_GROUPS="${REPLAY_MIN_GROUPS:-12}"
-  REPLAY_WARMUP_STEPS="${REPLAY_WARMUP_STEPS:-25}"; REPLAY_CAPACITY="${REPLAY_CAPACITY:-100}"
-  REPLAY_BATCH_GROUPS="${REPLAY_BATCH_GROUPS:-4}"
+  # pagerank's step of 16 prompts: 48 groups (3 replay batches), after its first episode (6 steps), 16 groups.
+  REPLAY_THRESHOLD="${REPLAY_THRESHOLD:-0.6}"; REPLAY_MIN_GROUPS="${REPLAY_MIN_GROUPS:-$(( 3 * PURGE_PROMPTS_PER_STEP ))}"
+  REPLAY_WARMUP_STEPS="${REPLAY_WARMUP_STEPS:-$MAX_STEPS}"; REPLAY_CAPACITY="${REPLAY_CAPACITY:-100}"
+  REPLAY_BATCH_GROUPS="${REPLAY_BATCH_GROUPS:-$PURGE_PROMPTS_PER_STEP}"
 }

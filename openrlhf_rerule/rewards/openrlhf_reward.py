@@ -17,7 +17,8 @@ so rates of a subset are ratios of means, e.g. the refusal rate on forget prompt
 mean(forget_refused) / mean(is_forget).
 
 Options come from the environment (the file has no arguments): RERULE_REWARD_VARIANT
-(two_stage_abs_target | two_stage_abs | purge_binary | purge_exp_decay), RERULE_REFUSAL_MODE (rule | strict),
+(two_stage_abs_target | two_stage_abs | purge_binary | purge_exp_decay |
+purge_pagerank), RERULE_REFUSAL_MODE (rule | strict),
 RERULE_ROUGE_BACKEND (rouge | rouge_score), and for the PURGE variants RERULE_PURGE_BOUNDARY (word | edge | none) and
 RERULE_PURGE_CASE_SENSITIVE (1 | 0). ``mentioned`` logs PURGE's forbidden-term hits (always 0 under RULE);
 ``named_target`` and ``rouge_l`` stay 0 under PURGE.

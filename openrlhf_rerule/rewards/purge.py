@@ -19,6 +19,13 @@ said twice counts twice). Their alternation order is a Python set's, which varie
 overlapping terms ("Stephen King" and "King") their count of "Stephen King" is 1 or 2 by chance; ours tries the
 longest term first (1: one mention, counted once), the same in every process.
 
+Variant ``purge_pagerank``: the authors' PageRank-weighted reward (``src/rewards/pagerank.py:184-204``,
+``reward: pagerank``): r = clamp(1 - sum of the weights of the terms found, 0, 1), each term of the forget set
+tried on its own (``\\b`` + term + ``\\b``, ignoring case) and counted once however often it occurs; a term listed
+twice counts twice, as in their loop. The weights come from ``rerule data purge weights`` (purge_pagerank.py) and
+travel in the label after a ``"<pagerank>"`` marker, one number per term:
+``["<purge>", target, term, ..., "<pagerank>", weight, ...]``; the other variants ignore them.
+
 An empty term list is refused (LabelError): the authors' code would compile ``\\b(?:)\\b``, which matches at
 any word boundary and scores 0 for every completion that contains a letter. Empty or blank terms are refused
 for the same reason (a blank term matches between any two words).
@@ -34,7 +41,8 @@ from .refusal import is_refusal
 from .rule import LabelError, decode_label
 
 PURGE_TAG = "<purge>"
-PURGE_VARIANTS = ("purge_binary", "purge_exp_decay")
+PURGE_VARIANTS = ("purge_binary", "purge_exp_decay", "purge_pagerank")
+WEIGHTS_TAG = "<pagerank>"  # in a label, the PageRank weights follow it
 DECAY_TAU = 1.0  # exponential_decay.py: _tau = 1.00 (and _base = math.e)
 BOUNDARIES = ("word", "edge", "none")
 _EDGES = {"word": (r"\b", r"\b"), "edge": (r"(?<!\w)", r"(?!\w)"), "none": ("", "")}
@@ -47,19 +55,38 @@ class PurgeReward:
     refused: bool  # a diagnostic only (the reward ignores it): does the completion refuse, per the refusal detector
 
 
-def purge_label(target: str, terms: list[str]) -> str:
-    """The Stage 2 label of one PURGE prompt (JSON text, as stored in the ``label`` field)."""
-    label = [PURGE_TAG, target, *terms]
+def purge_label(target: str, terms: list[str], weights: list[float] | None = None) -> str:
+    """The Stage 2 label of one PURGE prompt (JSON text, as stored in the ``label`` field); with `weights` (one per
+    term, of `rerule data purge weights`) the label purge_pagerank scores."""
+    label = [PURGE_TAG, target, *terms] + ([WEIGHTS_TAG, *weights] if weights is not None else [])
     parse_purge_label(label)
     return json.dumps(label, ensure_ascii=False)
 
 
+def purge_weights(label) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """(terms, their PageRank weights) of a weighted PURGE label; LabelError when it carries none."""
+    _, terms = parse_purge_label(label)
+    items = decode_label(label)
+    if WEIGHTS_TAG not in items:
+        raise LabelError(f"purge_pagerank needs a label with weights ([..., {WEIGHTS_TAG!r}, weight, ...]): build the "
+                         "Stage 2 file with `rerule data purge stage2 --weights FILE` (of `rerule data purge weights`)")
+    return terms, tuple(items[items.index(WEIGHTS_TAG) + 1:])
+
+
 def parse_purge_label(label) -> tuple[str, tuple[str, ...]]:
     """Label (JSON string or list) -> (target, terms). The target is bookkeeping (per-target reports); only the
-    terms are matched, as in the authors' code, so a list that should forbid the name must contain it."""
+    terms are matched, as in the authors' code, so a list that should forbid the name must contain it. Weights
+    after ``"<pagerank>"`` are checked here (one finite number in [0, 1] per term) and left out."""
     items = decode_label(label)
     if not items or items[0] != PURGE_TAG:
         raise LabelError(f"a PURGE label starts with {PURGE_TAG!r}, got {str(items[0] if items else items)!r:.40}")
+    if WEIGHTS_TAG in items:
+        cut = items.index(WEIGHTS_TAG)
+        items, weights = items[:cut], items[cut + 1:]
+        if len(weights) != len(items) - 2 or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and 0.0 <= w <= 1.0 for w in weights):
+            raise LabelError(f"after {WEIGHTS_TAG!r} a PURGE label holds one weight in [0, 1] per term "
+                             f"({len(items) - 2} terms, {len(weights)} values)")
     if len(items) < 3:
         raise LabelError("a PURGE label is [\"<purge>\", target, term, ...] with at least one term (an empty list "
                          "would match at every word boundary in the authors' regex)")
@@ -73,7 +100,7 @@ def parse_purge_label(label) -> tuple[str, tuple[str, ...]]:
     return items[1], tuple(items[2:])
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=4096)  # purge_pagerank adds one pattern per term
 def term_pattern(terms: tuple[str, ...], boundary: str = "word", case_sensitive: bool = False) -> re.Pattern:
     """The compiled matcher of a term list (one per target; cached because every rollout reuses it)."""
     if boundary not in _EDGES:
@@ -84,12 +111,19 @@ def term_pattern(terms: tuple[str, ...], boundary: str = "word", case_sensitive:
 
 
 def purge_reward(completion: str, label, boundary: str = "word", case_sensitive: bool = False,
-                 refusal_mode: str = "rule", decay_tau: float | None = None) -> PurgeReward:
-    """PURGE's binary reward of one completion, or with `decay_tau` the graded e^(-m/tau) of its m mentions;
-    LabelError on a label that is not a PURGE label."""
+                 refusal_mode: str = "rule", decay_tau: float | None = None, pagerank: bool = False) -> PurgeReward:
+    """PURGE's binary reward of one completion, with `decay_tau` the graded e^(-m/tau) of its m mentions, with
+    `pagerank` 1 - the weights of the terms found (clamped to [0, 1]); LabelError on a label that is not a PURGE
+    label (or, for `pagerank`, carries no weights)."""
     _, terms = parse_purge_label(label)
     match = term_pattern(terms, boundary, case_sensitive).search(completion)
-    if decay_tau is None:
+    if pagerank:
+        penalty = 0.0
+        for term, weight in zip(*purge_weights(label)):  # their loop (pagerank.py:194-198): the same float sum
+            if term_pattern((term,), boundary, case_sensitive).search(completion):
+                penalty += weight
+        reward = max(0.0, min(1.0, 1.0 - penalty))
+    elif decay_tau is None:
         reward = 0.0 if match else 1.0
     else:
         longest_first = tuple(sorted(set(terms), key=lambda t: (-len(t), t)))

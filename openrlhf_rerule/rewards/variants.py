@@ -3,7 +3,7 @@ checks that run before training: which label tags a variant scores, and one scor
 
 from functools import partial
 
-from .purge import DECAY_TAU, PURGE_TAG, PURGE_VARIANTS, parse_purge_label, purge_reward
+from .purge import DECAY_TAU, PURGE_TAG, PURGE_VARIANTS, parse_purge_label, purge_reward, purge_weights
 from .rule import VARIANTS as RULE_VARIANTS
 from .rule import LabelError, decode_label, parse_label, rule_reward
 
@@ -22,7 +22,7 @@ def label_tag(label) -> str:
 def check_label_fits(variant: str, label) -> None:
     """LabelError when `variant` cannot score `label` (checked for every row before a model loads)."""
     if variant in PURGE_VARIANTS:
-        parse_purge_label(label)
+        (purge_weights if variant == "purge_pagerank" else parse_purge_label)(label)
         return
     tag, _, target = parse_label(label)  # refuses a <purge> label by name
     if variant == "two_stage_abs_target" and tag == "<reject>" and not (target or "").strip():
@@ -35,7 +35,8 @@ def make_scorer(variant: str, refusal_mode: str = "rule", rouge_backend: str = "
     """`score(completion, label)` of one variant: RuleReward for RULE's variants, PurgeReward for PURGE's."""
     if variant in PURGE_VARIANTS:
         return partial(purge_reward, boundary=purge_boundary, case_sensitive=purge_case_sensitive,
-                       refusal_mode=refusal_mode, decay_tau=DECAY_TAU if variant == "purge_exp_decay" else None)
+                       refusal_mode=refusal_mode, decay_tau=DECAY_TAU if variant == "purge_exp_decay" else None,
+                       pagerank=variant == "purge_pagerank")
     if variant in RULE_VARIANTS:
         return partial(rule_reward, variant=variant, refusal_mode=refusal_mode, rouge_backend=rouge_backend)
     raise ValueError(f"unknown reward variant {variant!r} (expected one of {REWARD_VARIANTS})")
