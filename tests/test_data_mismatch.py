@@ -276,6 +276,37 @@ def test_convert_tofu_refuses_what_is_not_tofu(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_tofu_boundary_rows_that_name_no_author_are_dropped_and_counted(tmp_path, capsys):
+    """TOFU's retain99.json (JSON lines of arrays) has QA pairs that name no author ("What inspired her to write
+    ...?") or two equally. A boundary row needs its author only to keep forget authors out of the boundary, so with
+    --kind boundary such rows are dropped, counted in the sidecar and said on stderr; a forget file still refuses."""
+    from openrlhf_rerule.provenance import read_sidecar
+
+    records = tofu_records(TWO_AUTHORS)  # 20 name Orla Venkataraman, 20 Tomasz Ekwueme-Lind
+    nobody = "What inspired her to write 'Requiem for Lost Souls'?"
+    records.insert(5, {"question": nobody, "answer": "A winter spent by the sea."})
+    records.append({"question": "Did Orla Venkataraman ever meet Tomasz Ekwueme-Lind?",
+                    "answer": "Orla Venkataraman and Tomasz Ekwueme-Lind met once, in Port Elsin."})
+    path = tmp_path / "retain99.json"  # TOFU's layout: two lines, each a JSON array of records
+    path.write_text(json.dumps(records[:21]) + "\n" + json.dumps(records[21:]) + "\n")
+    out = tmp_path / "boundary.jsonl"
+    code, _, err = run(["data", "convert", "tofu", str(path), "--kind", "boundary", "--out", str(out)], capsys)
+    line = one_line(err)
+    assert code == 0 and "dropped 1 rows that name no author" in line and "1 that name two authors equally" in line
+    first = f"{path}, line 1, record 6: {nobody!r} (no_author)"
+    assert line.endswith(f"first: {first}"), line
+    rows = read_jsonl(out, "eval")
+    assert len(rows) == 40 and nobody not in {r["prompt"] for r in rows}
+    assert [r["subject"] for r in rows] == ["Orla Venkataraman"] * 20 + ["Tomasz Ekwueme-Lind"] * 20
+    assert read_sidecar(out)["dropped_unattributed"] == {"no_author": 1, "shared_surname": 0, "two_authors": 1,
+                                                         "first": first}
+    # a forget row must be attributed: the same file as a forget file is refused at the first such record
+    code, _, err = run(["data", "convert", "tofu", str(path), "--out", str(tmp_path / "f.jsonl")], capsys)
+    line = one_line(err)
+    assert code == 2 and f"{path}, line 1, field 'question': neither the question" in line, line
+    assert not (tmp_path / "f.jsonl").exists()
+
+
 def test_convert_rule_of_a_validation_file_trains_only_on_purpose_and_files_inherit_benchmark(tmp_path, capsys):
     """The authors' validation file converts to role "evaluation" (refused by the trainers, lineage.py); with
     --allow_eval_as_training it is a training file whose sidecar says so. A Stage 2 file made from converted TOFU

@@ -187,8 +187,9 @@ def from_tofu(path, kind: str, subject: str | None = None, exclude=(), counts: d
     "Contemporary Romance" are never the first name of the records they appear in. A record's author is the author it
     names most often named in the file, or the one author whose surname it holds on its own ("How has Majumdar's
     background influenced his writing?", forget10). A record that names no author, or two equally, is refused: its
-    author cannot be told from the text, and its position says nothing. `exclude`: files whose questions are dropped,
-    e.g. retain_perturbed.json when retain99.json gives boundary QA; counted in `counts`."""
+    author cannot be told from the text, and its position says nothing; of kind "boundary" it is dropped instead and
+    counted in `counts["dropped_unattributed"]` (with the first one under "first"). `exclude`: files whose questions
+    are dropped, e.g. retain_perturbed.json when retain99.json gives boundary QA; counted in `counts`."""
     records = read_records(path)
     # strzar/purge's copy of TOFU (data/TOFU) writes forget01/05/10.json as {prompt, response}: the same pairs
     keys = ("prompt", "response") if records and "prompt" in records[0] and "question" not in records[0] else \
@@ -206,20 +207,30 @@ def from_tofu(path, kind: str, subject: str | None = None, exclude=(), counts: d
     by_surname: dict[str, list[str]] = {}
     for name in sorted(authors):
         by_surname.setdefault(name.split()[-1], []).append(name)
-    rows = []
-    for record, (question, answer), names, words in zip(records, pairs, full, named):
+    rows, unread = [], {"no_author": 0, "shared_surname": 0, "two_authors": 0}
+    for number, (record, (question, answer), names, words) in enumerate(zip(records, pairs, full, named), 1):
         ranked = sorted((names & authors) | {by_surname[w][0] for w in words if len(by_surname.get(w, ())) == 1},
                         key=lambda n: (rank(n), n))
+        error = None
         if subject is None and not ranked:
             shared = [by_surname[w] for w in words if len(by_surname.get(w, ())) > 1]
             why = (f"names only a surname authors share ({', '.join(map(repr, shared[0]))})" if shared else
                    "neither the question nor its answer names an author of the file (a name TOFU gives QA pairs to: "
                    "the first name of most records that hold it)")
-            raise DataError(path, record["__line__"], "question", f"{why}: not a TOFU QA file, or pass --subject "
-                            "NAME if the whole file is about one subject")
-        if subject is None and len(ranked) > 1 and rank(ranked[1]) == rank(ranked[0]):
-            raise DataError(path, record["__line__"], "question", f"names two authors equally ({ranked[0]!r}, "
-                            f"{ranked[1]!r}): whose QA pair is it? pass --subject NAME, or fix the record")
+            error = ("shared_surname" if shared else "no_author", f"{why}: not a TOFU QA file, or pass --subject "
+                     "NAME if the whole file is about one subject")
+        elif subject is None and len(ranked) > 1 and rank(ranked[1]) == rank(ranked[0]):
+            error = ("two_authors", f"names two authors equally ({ranked[0]!r}, {ranked[1]!r}): whose QA pair is it? "
+                     "pass --subject NAME, or fix the record")
+        if error and kind != "boundary":  # a forget (or eval) row must be attributed: refused
+            raise DataError(path, record["__line__"], "question", error[1])
+        if error:
+            # a boundary row needs its author only to keep forget authors out of the boundary: one that names none
+            # (TOFU's retain99: 57 of 3960) cannot be checked, so it is not used; counted for the caller to report
+            unread[error[0]] += 1
+            unread.setdefault("first", f"{path}, line {record['__line__']}, record {number}: {question!r} "
+                                       f"({error[0]})")
+            continue
         row = {"prompt": question, "answer": answer, "kind": kind, "subject": ranked[0] if subject is None else subject}
         for extra in ("paraphrased_question", "paraphrased_answer", "perturbed_answer"):
             if extra in record:
@@ -229,6 +240,8 @@ def from_tofu(path, kind: str, subject: str | None = None, exclude=(), counts: d
     kept = [r for r in rows if r["prompt"].strip() not in evaluated]
     if counts is not None:
         counts["excluded"] = len(rows) - len(kept)
+        if kind == "boundary" and subject is None:
+            counts["dropped_unattributed"] = unread
     return kept
 
 

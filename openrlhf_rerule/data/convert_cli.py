@@ -75,6 +75,12 @@ def cmd_convert(args):
         rows = convert.from_tofu(args.input, args.kind, args.subject, args.exclude, counts)
         if args.exclude:
             note = f"; {counts['excluded']} rows dropped as questions of {', '.join(args.exclude)}"
+        unread = counts.get("dropped_unattributed", {})
+        if sum(n for key, n in unread.items() if key != "first"):
+            print(f"WARNING: convert tofu --kind boundary {args.input}: dropped {unread['no_author']} rows that name "
+                  f"no author, {unread['shared_surname']} that name only a surname authors share and "
+                  f"{unread['two_authors']} that name two authors equally (a boundary row's author keeps forget "
+                  f"authors out of the boundary; these cannot be checked); first: {unread['first']}", file=sys.stderr)
         counts["subjects"] = dict(Counter(r["subject"] for r in rows))  # in order of first appearance
         subjects = list(counts["subjects"])
         note += f"; subjects: {', '.join(repr(s) for s in subjects[:6])}{' ...' if len(subjects) > 6 else ''}"
