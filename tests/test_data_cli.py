@@ -7,6 +7,7 @@ import pytest
 
 from openrlhf_rerule.cli import main as rerule
 from openrlhf_rerule.data import read_jsonl
+from openrlhf_rerule.provenance import read_sidecar
 
 SOURCES = Path(__file__).parent / "data" / "sources"
 
@@ -18,6 +19,18 @@ def test_world_then_validate(tmp_path, capsys):
     assert len(files) == 7
     assert rerule(["data", "validate", *files]) == 0
     assert capsys.readouterr().out.count("ok ") == 7
+    # sidecars: Stage 1 / 2 are built from the forget and boundary QA (training, evaluated too, as TOFU's forget
+    # set); the retain people's QA and the held-out paraphrases are evaluation only
+    evaluation = {"eval/retain.jsonl", "eval/heldout.jsonl"}
+    for path in files:
+        rel, meta = str(Path(path).relative_to(tmp_path)), read_sidecar(path)
+        assert (meta["command"], meta["role"], meta["file"], meta["seed"]) == \
+            ("world", "evaluation" if rel in evaluation else "training", rel, 4)
+        assert meta["rows"] == len(Path(path).read_text().splitlines())
+    # so the held-out paraphrases cannot become Stage 1 data by mistake
+    code = rerule(["data", "stage1", "--forget", str(tmp_path / "eval/heldout.jsonl"), "--out",
+                   str(tmp_path / "s1.jsonl")])
+    assert code == 2 and "field 'role'" in capsys.readouterr().err and not (tmp_path / "s1.jsonl").exists()
 
 
 def test_convert_rwku_then_build_stage1_and_stage2(tmp_path, capsys):

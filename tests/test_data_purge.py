@@ -2,7 +2,9 @@
 written here (a made-up novelist), with a tiny local model, a local stub endpoint and an offline entity list;
 then two embedded GRPO steps with the PURGE reward on the result."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,7 @@ from openrlhf_rerule.data.purge import (EXTRACTION_PROMPT, common_word_warnings,
 from openrlhf_rerule.data.schema import DataError
 from openrlhf_rerule.local.metrics import read_log
 from openrlhf_rerule.local.tiny import save_tiny_model
+from openrlhf_rerule.provenance import read_sidecar
 from openrlhf_rerule.rewards import parse_purge_label
 
 TARGET = "Mira Holt"
@@ -161,6 +164,19 @@ def test_answers_and_extraction_through_an_endpoint_with_the_cache(rwku, chat_st
                              "responses below. What are the top 60 entities")
     assert json.loads((tmp_path / "e.json").read_text()) == [TARGET, "Ada Vance", "The Salt Orchard", "Dunmore"]
     assert f"{len(QUESTIONS)} of {len(QUESTIONS)} answers mention a term" in out
+    # the sidecars: which questions were answered by what, with which sampling; which answers the list came from
+    answers_meta = read_sidecar(tmp_path / "answers.jsonl")
+    assert (answers_meta["command"], answers_meta["role"], answers_meta["rows"], answers_meta["target"]) == \
+        ("purge answers", "training", len(QUESTIONS), TARGET)
+    assert [(s["as"], s["path"], s["sha256"]) for s in answers_meta["sources"]] == \
+        [("--questions", str(Path(questions).resolve()), hashlib.sha256(open(questions, "rb").read()).hexdigest())]
+    assert answers_meta["answered_by"].startswith(f"m at {stub.url}") and answers_meta["api"] == "completions"
+    assert (answers_meta["temperature"], answers_meta["top_p"], answers_meta["max_new_tokens"]) == (0.7, 0.9, 100)
+    entities_meta = read_sidecar(tmp_path / "e.json")
+    assert (entities_meta["command"], entities_meta["role"], entities_meta["terms"]) == \
+        ("purge entities", "training", 4)
+    assert [(s["as"], s["path"], s["made_by"]) for s in entities_meta["sources"]] == \
+        [("--answers", str((tmp_path / "answers.jsonl").resolve()), "purge answers")]
 
 
 def test_extraction_replies_and_entity_lists():

@@ -69,8 +69,8 @@ def test_data_world_command_writes_them_with_purge(tmp_path, capsys):
     assert rerule(["data", "world", "--out", str(tmp_path), "--num_forget", "2", "--num_boundary", "1",
                    "--num_retain", "1", "--purge"]) == 0
     out = capsys.readouterr().out
-    assert "purge/stage2.jsonl (16 rows)" in out and out.count("terms)") == 2
-    assert len(list((tmp_path / "purge" / "entities").glob("*.json"))) == 2
+    assert "purge/stage2.jsonl (16 rows, role training)" in out and out.count("terms, role training)") == 2
+    assert len([p for p in (tmp_path / "purge" / "entities").glob("*.json") if not p.name.endswith(".meta.json")]) == 2
 
 
 def test_boundary_people_against_their_forget_twin_list():

@@ -101,6 +101,28 @@ def test_purge_counts_its_stage2_file_not_the_answers_it_was_built_from(tmp_path
     assert "| Base |" not in data and "unknown" not in data  # the base model trained on nothing
 
 
+def test_purge_answers_with_their_sidecar_are_not_training_data_either(tmp_path, capsys, chat_stub):
+    """`purge answers` writes a sidecar (made without --eval, as it has no --eval): the report still leaves the
+    answers out of the run's training data, by the sidecar's command, so the PURGE row keeps Stage 2's counts."""
+    probe = "What prize did Mira Holt win in 1988?"
+    (tmp_path / "q.json").write_text(json.dumps([{"instruction": probe, "subject": "Mira Holt"}]))
+    (tmp_path / "forget_level2.json").write_text(json.dumps([{"query": probe, "answer": "The Lark Prize"}]))
+    (tmp_path / "fts.json").write_text(json.dumps(["Mira Holt"]))
+    stage2, answers = tmp_path / "stage2.jsonl", tmp_path / "answers.jsonl"
+    assert data_main(["purge", "stage2", "--questions", str(tmp_path / "q.json"), "--entities",
+                      str(tmp_path / "fts.json"), "--out", str(stage2), "--eval", str(tmp_path / "forget_level2.json"),
+                      "--allow_eval_overlap"]) in (0, None)
+    stub = chat_stub(lambda body: " The Lark Prize.")
+    assert data_main(["purge", "answers", "--questions", str(tmp_path / "q.json"), "--base_url", stub.url,
+                      "--model", "m", "--out", str(answers)]) in (0, None)
+    assert json.loads(Path(f"{answers}.meta.json").read_text())["command"] == "purge answers"
+    runs = [_eval(tmp_path / "purge", "3_M", "PURGE", [str(stage2), str(answers)])]
+    capsys.readouterr()
+    assert report.main(runs + ["--hide_published"]) == 0
+    # Stage 2's sidecar: 1 row overlapping the probe, trained as released; the answers file counts nothing
+    assert _row(_table(capsys.readouterr().out, HEADING), "PURGE§") == ["3_M", "as released", "0", "1"]
+
+
 def test_a_bad_sidecar_is_one_line_naming_file_and_field(tmp_path, capsys):
     path = _data(tmp_path / "s2.jsonl", dropped=1)
     Path(f"{path}.meta.json").write_text(json.dumps({"eval_files": ["f.json"], "rows_dropped": "1",

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from openrlhf_rerule.cli_convention import Parser, UserError, number, user_errors
-from openrlhf_rerule.provenance import EVALUATION, TRAINING, common_fields, source_entry
+from openrlhf_rerule.provenance import EVALUATION, TRAINING, common_fields, source_entry, write_sidecar
 from openrlhf_rerule.rewards.rule import parse_label
 
 from .convert_cli import add_convert_command
@@ -61,14 +61,20 @@ Flags use underscores (--out_dir); the hyphen spelling (--out-dir) is accepted t
 
 
 def cmd_world(args):
-    from .world import build_world, vocabulary
+    from .world import EVALUATION_ONLY, build_world, vocabulary
 
     world = build_world(seed=args.seed, num_forget=args.num_forget, num_boundary=args.num_boundary,
                         num_retain=args.num_retain, num_refusal_templates=args.num_refusal_templates,
                         stage2_ratio=args.ratio, purge=args.purge)
+    settings = {k: getattr(args, k) for k in ("seed", "num_forget", "num_boundary", "num_retain",
+                                              "num_refusal_templates", "ratio", "purge")}
     for rel, path in world.write(args.out).items():
-        print(f"wrote {path} ({len(world.files[rel][0])} rows)" if rel in world.files else
-              f"wrote {path} ({len(world.entities[json.loads(path.read_text())[0]])} terms)")
+        role = EVALUATION if rel in EVALUATION_ONLY else TRAINING
+        size, unit = (len(world.files[rel][0]), "rows") if rel in world.files else \
+            (len(json.loads(path.read_text())), "terms")  # a PURGE entity list
+        write_sidecar(path, {"command": "world", "role": role, "benchmark": "world", "file": rel,
+                             "prompt_format": "plain", "sources": [], **settings, unit: size})
+        print(f"wrote {path} ({size} {unit}, role {role})")
     print(f"{len(world.people)} people, {len(vocabulary(world.all_texts()))} distinct words")
 
 

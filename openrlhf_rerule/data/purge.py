@@ -25,7 +25,7 @@ from pathlib import Path
 from openrlhf_rerule.atomic import atomic_path
 from openrlhf_rerule.chat_endpoint import APIS, ChatEndpoint, ReplyCache
 from openrlhf_rerule.cli_convention import UserError, number
-from openrlhf_rerule.provenance import TRAINING, common_fields, source_entry
+from openrlhf_rerule.provenance import TRAINING, common_fields, source_entry, write_sidecar
 from openrlhf_rerule.rewards.purge import purge_label, term_pattern
 
 from .builders import prompt_id
@@ -210,7 +210,7 @@ def answer_hits(terms: list[str], answers: list[str]) -> dict[str, int]:
 # ---- command line ------------------------------------------------------------------------------------------------
 def cmd_answers(args):
     questions = read_questions(args.questions)  # refuses released probes by name first: one line, not a WARNING too
-    check_training_inputs("purge answers", [("--questions", args.questions)], allow=None)
+    sources, _ = check_training_inputs("purge answers", [("--questions", args.questions)], allow=None)
     target = target_of(questions, args.target, args.questions)
     prompts = [q["prompt"] for q in questions]
     if bool(args.local_model) == bool(args.base_url):
@@ -233,6 +233,12 @@ def cmd_answers(args):
     rows = [{"prompt": p, "response": a, "subject": target} for p, a in zip(prompts, answers)]
     with atomic_path(Path(args.out)) as tmp:
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    # role training: the model's answers to training-side questions, read by `purge entities`; nothing trains on
+    # them (`rerule report` leaves a "purge answers" file out of a run's training data, eval/data_overlap.py)
+    write_sidecar(args.out, {"command": "purge answers", "role": TRAINING, "sources": sources, "target": target,
+                             "answered_by": source, "api": None if args.local_model else args.api,
+                             **{k: getattr(args, k) for k in ("seed", "temperature", "top_p", "max_new_tokens")},
+                             **common_fields([args.questions], ("benchmark", "split")), "rows": len(rows)})
     print(f"wrote {args.out} ({len(rows)} answers of {source} about {target!r})")
     print(f"next: rerule data purge entities --answers {args.out} --out ENTITIES.json (--offline LIST | --model M)")
 
@@ -275,6 +281,10 @@ def cmd_entities(args):
     extra = read_terms(args.stopwords) if args.stopwords else []
     with atomic_path(Path(args.out)) as tmp:
         tmp.write_text(json.dumps(terms, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    inputs = [(flag, path) for flag, path in (("--answers", args.answers), ("--offline", args.offline)) if path]
+    write_sidecar(args.out, {"command": "purge entities", "role": TRAINING, "target": target, "extracted_by": source,
+                             "kept": kept, "terms": len(terms), "sources": [{"as": flag, **source_entry(path)}
+                                                                           for flag, path in inputs]})
     print(f"wrote {args.out}: {len(terms)} terms for {target!r} from {source} ({kept})")
     if args.offline and args.top_k and len(terms) < len(dict.fromkeys(candidates)):
         print(f"note: --top_k {args.top_k} leaves out terms of {args.offline}; without it the list is used whole")

@@ -92,6 +92,12 @@ class Person:
         return rows
 
 
+# The world's protocol is TOFU's: Stage 1 and Stage 2 are built from the forget and boundary QA, which are also
+# evaluated; the retain people's QA (learned only in pretraining) and the held-out paraphrases are evaluation only.
+# The roles `rerule data world` writes into the sidecars (docs/data.md, "Roles and sidecars").
+EVALUATION_ONLY = ("eval/retain.jsonl", "eval/heldout.jsonl")
+
+
 @dataclass
 class World:
     seed: int

@@ -5,8 +5,9 @@
 (data/overlap.py::drop_eval_overlaps) that counts the training rows copying or nearly copying a probe: dropped
 (`rows_dropped`, the default) or, with `--allow_eval_overlap` (the plans' EVAL_OVERLAP=keep, the files as released),
 trained and marked (`rows_overlapping`). A file without a sidecar, or made without `--eval`, and a run that records
-no files, are "unknown": never 0. In a PURGE run the answers file (`rerule data purge answers`, no sidecar) is not
-training data: the reward reads the entity list built from it, and only the Stage 2 prompts train."""
+no files, are "unknown": never 0. In a PURGE run the answers file (`rerule data purge answers`: its sidecar's command,
+or rows of {prompt, response} without one) is not training data: the reward reads the entity list built from it,
+and only the Stage 2 prompts train."""
 
 from __future__ import annotations
 
@@ -72,9 +73,10 @@ def run_overlap(run: dict) -> dict:
         return {"dropped": None, "trained": None, "policies": [], "marked": False, "target": _target(run),
                 "files": [], "unknown": ["no training files recorded (`rerule eval --unlearning_data`)"]}
     parts = [_file(f) for f in files]
-    if any(p.get("command") == "purge stage2" for p in parts):  # its answers file is not trained on
-        parts = [p for p in parts if not (p.get("why") == "no .meta.json sidecar"
-                                          and "response" in read_records(p["file"])[0])]
+    if any(p.get("command") == "purge stage2" for p in parts):  # its answers file is not trained on: told by its
+        # sidecar, or, written before `purge answers` had one, by its rows' shape
+        parts = [p for p in parts if not (p.get("command") == "purge answers" or (
+            p.get("why") == "no .meta.json sidecar" and "response" in read_records(p["file"])[0]))]
     return {**_combine(parts), "target": _target(run), "files": files}
 
 
