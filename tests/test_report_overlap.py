@@ -7,6 +7,8 @@ Hand-made sidecars; every expected cell is worked out in the comments."""
 import json
 from pathlib import Path
 
+import pytest
+
 from openrlhf_rerule.data.cli import main as data_main
 from openrlhf_rerule.eval import report
 from test_eval_cli import _row
@@ -130,3 +132,27 @@ def test_a_bad_sidecar_is_one_line_naming_file_and_field(tmp_path, capsys):
     assert report.main([_eval(tmp_path / "rule", "1_A", "RULE", [path])]) == 2
     err = capsys.readouterr().err
     assert err == f"rerule report: {path}.meta.json: field 'rows_dropped' must be an integer, got \"1\"\n"
+
+
+def test_a_report_killed_mid_write_leaves_the_previous_one_whole(tmp_path, capsys, monkeypatch):
+    """report.md and report.json are each the previous report or the new one, never half of one: a write that
+    fails half-way (here: the disk fills after half the text) leaves the previous files as they were."""
+    out = tmp_path / "report"
+    runs = [_eval(tmp_path / "rule", "1_A", "RULE", [_data(tmp_path / "A1.jsonl", dropped=2)])]
+    assert report.main(runs + ["--hide_published", "--out", str(out)]) == 0
+    before = {name: (out / name).read_text() for name in ("report.md", "report.json")}
+    write_text = Path.write_text
+
+    def half_then_full_disk(self, text, *args, **kwargs):
+        if "report" in self.name:
+            write_text(self, text[:len(text) // 2], *args, **kwargs)
+            raise OSError(28, "No space left on device")
+        return write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", half_then_full_disk)
+    runs.append(_eval(tmp_path / "rerule", "1_A", "ReRULE", [_data(tmp_path / "A2.jsonl", dropped=3)]))
+    with pytest.raises(OSError, match="No space left"):
+        report.main(runs + ["--hide_published", "--out", str(out)])
+    monkeypatch.undo()
+    assert {name: (out / name).read_text() for name in ("report.md", "report.json")} == before
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # no temporary file left

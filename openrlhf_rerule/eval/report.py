@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from openrlhf_rerule.atomic import atomic_path
 from openrlhf_rerule.cli_convention import Parser, UserError
 
 from . import comparable, data_overlap
@@ -326,7 +327,8 @@ def plot_tradeoff(runs, bench, out_path, settings: str | None = None) -> Path:
                  fontsize=10 if settings else None)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
+    with atomic_path(out_path) as tmp:  # the temporary name has no .png suffix: say the format
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return Path(out_path)
 
@@ -414,7 +416,9 @@ def main(argv=None) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.md").write_text(text, encoding="utf-8")
+        # each file whole or not replaced: a killed report never leaves half a table behind
+        with atomic_path(out / "report.md") as tmp:
+            tmp.write_text(text, encoding="utf-8")
         write_json_atomic(out / "report.json", runs)
         if extra_json:
             write_json_atomic(out / "report_purge.json", extra_json)
