@@ -79,6 +79,39 @@ def test_a_missing_base_is_one_line_exit_2(tmp_path, capsys):
     assert err.startswith("rerule report: --base Base: method 'PURGE' shares no target") and err.count("\n") == 1
 
 
+def test_base_and_method_evaluated_differently_are_refused(tmp_path, capsys):
+    """The headline divides a method's numbers by the base's on the same target: both must have been evaluated
+    with the same settings (all but the targets: the base may be one run over both targets) and the same items
+    of that target's forget levels and shared parts; else one line, exit 2, nothing written."""
+    probes = {"forget_level1": 10, "forget_level2": 10, "forget_level3": 10, "mmlu": 5}
+    recorded = {"chat_template_applied": True, "stop_at_newline": False, "max_new_tokens": 30,
+                "fluency_max_new_tokens": 256}
+
+    def run(path, name, targets, items, metrics, **changed):
+        path.mkdir(parents=True)
+        per = {"per_target": {t: metrics for t in targets}} if len(targets) > 1 else metrics
+        prov = {"settings": {**recorded, "targets": targets, **changed}, "items": {t: items for t in targets}}
+        (path / "rwku_summary.json").write_text(json.dumps({"benchmark": "rwku", "targets": targets, "name": name,
+                                                            **per, "provenance": prov}))
+        return str(path)
+
+    base = run(tmp_path / "base", "Base", ["1_A", "2_B"], probes, BASE)
+    same = run(tmp_path / "same", "PURGE", ["1_A"], {k: n for k, n in probes.items() if k != "mmlu"},
+               {**BASE, "forget_all": 0.4})  # no utility suite: left out of the numbers, not a mismatch
+    assert report.main([base, same, "--hide_published", "--base", "Base"]) == 0
+    assert _row(_table(capsys.readouterr().out, "**PURGE headline numbers**"), "PURGE")[:3] == \
+        ["1_A", "20.0", "10.0"]  # 1 - 0.4/0.5; (0.5 - 0.4) x 100
+    longer = run(tmp_path / "longer", "PURGE", ["1_A"], probes, BASE, max_new_tokens=64)
+    fewer = run(tmp_path / "fewer", "PURGE", ["1_A"], {**probes, "forget_level3": 4}, BASE)
+    for method, why in ((longer, "max_new_tokens 64 against the base's 30"),
+                        (fewer, "1_A/forget_level3: 4 items against the base's 10")):
+        assert report.main([base, method, "--hide_published", "--base", "Base", "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"method 'PURGE' ({method}) and the base ({base}) on target 1_A" in err
+        assert why in err, err
+    assert not (tmp_path / "r").exists()
+
+
 # ---- unlearning-data tokens ----------------------------------------------------------------------------------
 
 def _word_tokenizer(path: Path, bos: bool) -> Path:

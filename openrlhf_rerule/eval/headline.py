@@ -16,6 +16,9 @@ A value whose inputs are missing, or whose base value is 0, is None (shown "-").
 
 from __future__ import annotations
 
+import json
+
+from .comparable import COMPARED, settings
 from .io import EvalDataError
 
 UTILITY_KEYS = (("mmlu_acc", "Gen"), ("bbh_em", "Rea"), ("truthfulqa_mc1", "Tru"), ("triviaqa_f1", "Fac"),
@@ -48,10 +51,10 @@ def headline(run: dict, base: dict) -> dict:
             "aa_robustness": None if aa is None else 1 - aa}
 
 
-def per_target_metrics(runs: list[dict]) -> dict[str, dict[str, dict]]:
-    """{method name: {target: per-target RWKU metrics}} from the runs as loaded (before averaging): a run of one
-    target gives its summary, a run of several gives its `per_target` entries."""
-    out: dict[str, dict[str, dict]] = {}
+def per_target_metrics(runs: list[dict]) -> dict[str, dict[str, tuple[dict, dict]]]:
+    """{method name: {target: (per-target RWKU metrics, the run)}} from the runs as loaded (before averaging): a run
+    of one target gives its summary, a run of several gives its `per_target` entries."""
+    out: dict[str, dict[str, tuple[dict, dict]]] = {}
     for run in runs:
         s = run.get("rwku")
         if not s:
@@ -63,13 +66,33 @@ def per_target_metrics(runs: list[dict]) -> dict[str, dict[str, dict]]:
             if target in mine:
                 raise EvalDataError(f"runs named '{run['name']}' evaluate target {target} twice ({run['dir']}): "
                                     "give each method its own `rerule eval --name`")
-            mine[target] = metrics
+            mine[target] = (metrics, run)
     return out
+
+
+def not_comparable(run: dict, base: dict, target: str) -> str | None:
+    """Why a method's run and the base run cannot be set against each other on `target`, or None. As the report's
+    tables (comparable.py), but a ratio cannot be split into two tables: the RWKU settings but the targets must be
+    equal (a setting one summary does not record is unknown, never equal to a value), and so must this target's
+    item counts: of every forget level (forget_all is their mean, AA is level 3) and of every other part both
+    runs have (a utility suite only one run has is left out of the numbers, not compared)."""
+    mine, theirs = settings(run["rwku"], "rwku"), settings(base["rwku"], "rwku")
+    for name in COMPARED["rwku"]:
+        if name != "targets" and mine[name] != theirs[name]:
+            return f"{name} {json.dumps(mine[name])} against the base's {json.dumps(theirs[name])} (null: not recorded)"
+    parts = {p for p in {**mine["items"], **theirs["items"]} if p.split("/")[0] == target}
+    for part in sorted(parts):
+        both = part in mine["items"] and part in theirs["items"]
+        if (both or part.split("/")[-1].startswith("forget_level")) and \
+                mine["items"].get(part, 0) != theirs["items"].get(part, 0):
+            return f"{part}: {mine['items'].get(part, 0)} items against the base's {theirs['items'].get(part, 0)}"
+    return None
 
 
 def headline_rows(runs: list[dict], base_name: str) -> list[dict]:
     """Per method other than the base: one row per target that the base run also evaluated, then the mean over
-    those targets. Refused when no run carries `base_name`, or a method shares no target with it."""
+    those targets. Refused when no run carries `base_name`, a method shares no target with it, or a method's run
+    was evaluated differently from the base's on a shared target (not_comparable)."""
     methods = per_target_metrics(runs)
     if base_name not in methods:
         names = ", ".join(sorted(methods)) or "none"
@@ -82,7 +105,13 @@ def headline_rows(runs: list[dict], base_name: str) -> list[dict]:
         if not shared:
             raise EvalDataError(f"--base {base_name}: method '{name}' shares no target with the base runs "
                                 f"(its targets: {', '.join(targets)}; the base's: {', '.join(base)})")
-        per = [{"name": name, "target": t, **headline(targets[t], base[t])} for t in shared]
+        for t in shared:
+            why = not_comparable(targets[t][1], base[t][1], t)
+            if why:
+                raise EvalDataError(f"--base {base_name}: method '{name}' ({targets[t][1]['dir']}) and the base "
+                                    f"({base[t][1]['dir']}) on target {t} were evaluated differently, {why}: their "
+                                    "ratio would be no headline number; evaluate both with the same settings")
+        per = [{"name": name, "target": t, **headline(targets[t][0], base[t][0])} for t in shared]
         mean = {"name": name, "target": f"mean of {len(shared)} targets" if len(shared) > 1 else shared[0],
                 "targets": shared}
         for key in HEADLINE_KEYS:
