@@ -27,6 +27,26 @@ def test_interval_is_the_student_t_interval_of_the_mean():
     assert mean_std([0.5])["lo"] is None  # one unit: no interval
 
 
+def test_units_without_a_value_are_left_out_and_said():
+    """`rerule demo --steps 3` (replay warm-up 8): no step after the warm-up, so each seed's late reward on its hard
+    prompts is NaN, and the hard-case table's interval over two seeds crashed (statistics.stdev of NaN). A NaN
+    unit is left out and counted; the interval is over the units that have a value."""
+    from openrlhf_rerule.experiments.demo import hard_case_gap
+    from openrlhf_rerule.experiments.report import fmt
+
+    early = history([(1, "a", 0.0), (2, "a", 0.5), (3, "b", 1.0)])  # steps 1-3 only, all <= the warm-up
+    h = hard_case_rewards(early, {"rule": early, "rerule": early}, warmup=8, tau=0.6)
+    assert h["hard_ids"] == ["a"] and h["early"] == 0.25 and math.isnan(h["rule"]) and math.isnan(h["rerule"])
+    gap = hard_case_gap({0: [h, h]}, [0], "seed")  # one world, two seeds: the seeds are the units
+    assert gap["n_hard"]["mean"] == 1.0 and gap["early_rule"]["lo"] == gap["early_rule"]["hi"] == 0.25
+    assert math.isnan(gap["late_rule"]["mean"]) and gap["late_rule"]["n"] == 0 and gap["late_rule"]["lo"] is None
+    # [NaN, 1, 3]: the units with a value are [1, 3]: mean 2, s = sqrt(2), standard error 1; t(0.975, df=1) = 12.706205
+    cell = mean_std([float("nan"), 1.0, 3.0])
+    assert (cell["mean"], cell["n"], cell["std"]) == (2.0, 2, pytest.approx(math.sqrt(2)))
+    assert cell["lo"] == pytest.approx(2 - 12.706205, abs=1e-5) and cell["hi"] == pytest.approx(2 + 12.706205, abs=1e-5)
+    assert len(cell["values"]) == 3 and fmt(cell) == "2.000 [-10.706, 14.706] (n 2 of 3)"
+
+
 def history(rows):
     return [{"step": s, "prompt_id": p, "kind": "boundary", "mean_reward": r} for s, p, r in rows]
 

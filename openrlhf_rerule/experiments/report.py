@@ -8,6 +8,7 @@ checkpoint, so they are averaged first); in `rerule study` it is the replicate (
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -29,8 +30,13 @@ COLUMNS = [("forget", "refusal_rate", "↑"), ("forget", "rougeL_recall", "↓")
 
 def mean_std(values: list[float]) -> dict:
     """Mean, sample std and the 95% t-interval of the mean (lo = hi = mean when all values are equal; None for
-    a single value: no interval without a spread)."""
-    values = [float(v) for v in values]
+    a single value: no interval without a spread). A NaN is a unit where the quantity does not exist (no hard
+    prompt, no step after the replay warm-up: `--steps 3`): left out, so `n` counts the units that have it, and
+    fmt says "n of N"; `values` keeps every unit, in order, for paired differences. No value left: a NaN mean."""
+    every = [float(v) for v in values]
+    values = [v for v in every if not math.isnan(v)]
+    if not values:
+        return {"mean": float("nan"), "std": float("nan"), "lo": None, "hi": None, "n": 0, "values": every}
     mean = statistics.fmean(values)
     if len(values) < 2:
         lo = hi = None
@@ -40,7 +46,7 @@ def mean_std(values: list[float]) -> dict:
         interval = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
         lo, hi = float(interval.low), float(interval.high)
     return {"mean": mean, "std": statistics.stdev(values) if len(values) > 1 else 0.0, "lo": lo, "hi": hi,
-            "n": len(values), "values": values}
+            "n": len(values), "values": every}
 
 
 def aggregate_eval(per_unit: list[dict]) -> dict:
@@ -188,10 +194,12 @@ def plot_all(out: Path, runs: dict, hard_ids: list[str], prompts: dict, activati
 
 
 def fmt(cell: dict) -> str:
-    """mean [95% CI] (mean alone when there is no interval or it is a point)."""
+    """mean [95% CI] (mean alone when there is no interval or it is a point), and "(n of N)" when some units have
+    no value (mean_std)."""
+    missing = f" (n {cell['n']} of {len(cell['values'])})" if cell.get("n", 0) < len(cell.get("values", ())) else ""
     if cell.get("lo") is None or cell["lo"] == cell["hi"]:
-        return f"{cell['mean']:.3f}"
-    return f"{cell['mean']:.3f} [{cell['lo']:.3f}, {cell['hi']:.3f}]"
+        return f"{cell['mean']:.3f}{missing}"
+    return f"{cell['mean']:.3f} [{cell['lo']:.3f}, {cell['hi']:.3f}]{missing}"
 
 
 def fmt_std(cell: dict) -> str:
