@@ -1,55 +1,51 @@
-"""examples/scripts/reproduce_rwku.sh end to end on the real stack, for one target, scaled down by environment
-variables only: the synthetic world laid out as the RULE authors' release (their Stage 1 / Stage 2 JSON arrays and
-RWKU's probe files, written by `write_release` below), then data -> Stage 1 -> RULE -> ReRULE -> eval -> report.
+"""examples/scripts/reproduce_rwku.sh end to end on the real stack with a real pretrained model: SmolLM2-135M-Instruct
+(built by `make install-e2e`, docs/real-model.md), unlearning Confucius from a small release in the RULE authors'
+layout (confucius_release.py: Stage 1 / Stage 2 JSON arrays and RWKU probe files of held-out questions), then
+data -> Stage 1 -> RULE -> ReRULE -> eval -> report, scaled down by environment variables only.
 
-Asserted on what the runs log and write, not on exit codes: each Stage 2 arm logs exactly the whole rollout batches
-(96 prompts at rollout batch 20: 4 steps, where OpenRLHF alone would train a fifth step of 16), the adapter says it
-dropped 16 prompts, ReRULE replays, every arm's evaluation summary holds RWKU's forget / neighbour scores (Stage 1's
-forget score below its neighbour score), and the report has our three rows (one target each) under the paper's.
+Asserted on what the runs log and write, not on exit codes: Stage 1 makes the model refuse held-out questions about
+Confucius it answered before (its own chat template, RWKU's prompts), while the neighbours' answers survive; each
+Stage 2 arm logs exactly the whole rollout batches (28 prompts at rollout batch 8: 3 steps, where OpenRLHF alone
+would train a fourth step of 4) and the adapter says it dropped 4 prompts; the trained weights reach vLLM with tied
+embeddings (vllm_kl against kl); replay is active in the ReRULE arm only; every arm's model has its record and the
+report has our three rows under the paper's.
 """
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from e2e_stack import STAGE2_ENV, dump, parse_steps
+from confucius_release import FORGET_PROBES, TARGET, write_confucius_release, write_json  # noqa: F401 (re-export)
+from e2e_stack import REPO, STAGE2_ENV, dump, parse_steps, sync_ratio
 
 pytestmark = pytest.mark.e2e
 
-TARGET = "1_Synthetic_World"
-
-
-def write_json(path: Path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=1))
-
-
-def write_release(world_dir: Path, root: Path) -> Path:
-    """The synthetic world in the layout of github xwtMarch/RULE-Unlearn: Stage 1 rows {instruction, input,
-    output, subject} (RS/data/RWKU/Target/<t>/reject_target.json), Stage 2 rows {prompt, solution}
-    (data/RWKU/Target/<t>/rl_rejection_with_fb_neighbor_target.json), and RWKU's probes {query, answer(, type)}
-    in the same target folder: the world's held-out forget questions as forget levels 1-3, its retain people's
-    as neighbour levels 1-2 (evaluation files only: none of them is a Stage 1 or Stage 2 prompt)."""
-    def rows(name):
-        return [json.loads(line) for line in (world_dir / name).read_text().splitlines() if line.strip()]
-
-    write_json(root / f"RS/data/RWKU/Target/{TARGET}/reject_target.json",
-               [{"instruction": r["prompt"], "input": "", "output": r["response"], "subject": r["subject"]}
-                for r in rows("stage1.jsonl")])
-    target = root / f"data/RWKU/Target/{TARGET}"
-    write_json(target / "rl_rejection_with_fb_neighbor_target.json",
-               [{"prompt": r["prompt"], "solution": json.loads(r["label"])} for r in rows("stage2.jsonl")])
-    forget, neighbours = rows("eval/heldout.jsonl"), rows("eval/retain.jsonl")
-    for level in (1, 2, 3):
-        write_json(target / f"forget_level{level}.json",
-                   [{"query": r["prompt"], "answer": r["answer"], **({"type": "role playing"} if level == 3 else {})}
-                    for r in forget[level - 1::3]])
-    for level in (1, 2):
-        write_json(target / f"neighbor_level{level}.json",
-                   [{"query": r["prompt"], "answer": r["answer"]} for r in neighbours[level - 1::2]])
-    return root
+# Where `make install-e2e` builds the real model (Makefile REAL_MODEL); RERULE_REAL_MODEL points elsewhere.
+REAL_MODEL = Path(os.environ.get("RERULE_REAL_MODEL") or REPO / ".venv-e2e" / "models" / "SmolLM2-135M-Instruct")
+STEPS = 3  # 24 of the 28 distinct Stage 2 prompts in whole batches of 8
+# The CPU profile of the plan for a 135M model (every other setting the plan's own; docs/real-model.md):
+PLAN_ENV = {
+    **STAGE2_ENV,
+    # Stage 1: 24 rows, 15 optimizer steps of 8
+    "SFT_BATCH": "8", "SFT_MICRO_BATCH": "8", "SFT_EPOCHS": "5", "SFT_LR": "5e-5", "SFT_MAX_LEN": "128",
+    "SFT_WARMUP_STEPS": "1",
+    # Stage 2: 8 prompts x 4 samples x 32 tokens a step, one episode of the distinct prompts; replay of 4 groups
+    # from step 2. The LR moves the policy well above vLLM's bf16 floor in 3 steps (measured at 5e-5: kl 0.015 at
+    # step 3 against vllm_kl 0.003-0.008, too close for the sync check to tell anything)
+    "ROLLOUT_BATCH": "8", "N_SAMPLES": "4", "MAX_NEW_TOKENS": "32", "MAX_PROMPT_LEN": "128", "ACTOR_LR": "2e-4",
+    "ROLLOUT_MICRO_BATCH": "8", "TRAIN_MICRO_BATCH": "16", "MAX_STEPS": "0", "STAGE2_STEPS": "0", "NUM_EPISODES": "1",
+    "REPLAY_MIN_GROUPS": "4", "REPLAY_BATCH_GROUPS": "4", "REPLAY_WARMUP_STEPS": "1",
+    # one environment for both stages: the Stage 2 machine flags go where train_sft does not see them
+    "EXTRA_ARGS": "--ds.attn_implementation eager",
+    "STAGE2_EXTRA_ARGS": STAGE2_ENV["EXTRA_ARGS"].replace("--ds.attn_implementation eager", ""),
+    # greedy decoding of a small model beside Ray and vLLM: one thread is several times faster than two here
+    "EVAL_ARGS": "--cpu_threads 1",
+}
 
 
 def segments(log: str) -> dict[str, str]:
@@ -62,46 +58,66 @@ def segments(log: str) -> dict[str, str]:
     return out
 
 
-@pytest.mark.timeout(1800)  # the world is learned in this test when it runs alone
-def test_reproduce_rwku_one_target_end_to_end(stack, world, tmp_path):
-    release = write_release(world["dir"], tmp_path / "release")
+def refusal_rates(eval_dir: Path) -> dict[str, float]:
+    """Share of the forget and of the neighbour probes whose greedy answer is a refusal (RULE's own detector)."""
+    from openrlhf_rerule.rewards.refusal import is_refusal
+
+    items = json.loads((eval_dir / "rwku_items.json").read_text())
+    rates = {}
+    for group in ("forget", "neighbor"):
+        answers = [it["prediction"] for it in items if it["probe"].startswith(group)]
+        rates[group] = sum(map(is_refusal, answers)) / len(answers)
+    return rates
+
+
+@pytest.mark.timeout(2400)
+def test_reproduce_rwku_with_the_real_model_end_to_end(stack, tmp_path):
+    if not (REAL_MODEL / "rerule_model.json").is_file():
+        pytest.fail(f"no real model at {REAL_MODEL}: `make install-e2e` builds it (or set RERULE_REAL_MODEL)")
+    release = write_confucius_release(tmp_path / "release")
+    probes = release / "data" / "RWKU" / "Target" / TARGET
+    base_eval = tmp_path / "eval_base"
+    subprocess.run([sys.executable, "-m", "openrlhf_rerule.cli", "eval", "rwku", "--model", str(REAL_MODEL),
+                    "--data", str(probes), "--out", str(base_eval), "--subsets", "forget", "neighbor",
+                    "--cpu_threads", "1"], check=True, capture_output=True, timeout=600, cwd=REPO)
     runs = tmp_path / "runs"
-    run = stack.recipe("reproduce_rwku.sh", runs, {
-        **STAGE2_ENV, "RULE_RELEASE": str(release), "TARGETS": TARGET, "BASE_MODEL": str(world["model"]),
-        # Stage 1 as the e2e Stage 1 test runs it (a tiny model learning in 30 steps)
-        "SFT_BATCH": "16", "SFT_MICRO_BATCH": "8", "SFT_EPOCHS": "10", "SFT_LR": "1e-3", "SFT_MAX_LEN": "64",
-        "SFT_WARMUP_STEPS": "1", "SFT_LR_SCHEDULER": "cosine_with_min_lr", "SFT_BETAS": "0.9 0.95",
-        # Stage 2: every prompt of the 96 (no step cap) at 20 a batch, one episode; replay from step 2
-        # (STAGE2_STEPS 0: the file's distinct prompts once, so that the adapter's drop of a short batch runs)
-        "MAX_STEPS": "0", "STAGE2_STEPS": "0", "NUM_EPISODES": "1", "ROLLOUT_BATCH": "20", "REPLAY_BATCH_GROUPS": "20",
-        "REPLAY_MIN_GROUPS": "20", "REPLAY_WARMUP_STEPS": "1",
-        # one environment for both stages: the Stage 2 machine flags go where train_sft does not see them
-        "EXTRA_ARGS": "--ds.attn_implementation eager",
-        "STAGE2_EXTRA_ARGS": STAGE2_ENV["EXTRA_ARGS"].replace("--ds.attn_implementation eager", ""),
-    }, timeout=1500)  # the whole plan; DeepSpeed's first JIT build of its CPU ops alone takes minutes
+    run = stack.recipe("reproduce_rwku.sh", runs, {**PLAN_ENV, "RULE_RELEASE": str(release), "TARGETS": TARGET,
+                                                     "BASE_MODEL": str(REAL_MODEL)}, timeout=2100)
     log, target_dir = run.log, runs / "rwku" / TARGET
     arms = segments(log)
     assert set(arms) == {"rule", "rerule"}, log[-3000:]
+
+    # Stage 1 (OpenRLHF's SFT, deterministic): held-out forget questions now refused, neighbours still answered.
+    rates = {arm: refusal_rates(d) for arm, d in (("base", base_eval), ("stage1", target_dir / "eval" / "stage1"),
+                                                 ("rule", target_dir / "eval" / "rule"),
+                                                 ("rerule", target_dir / "eval" / "rerule"))}
+    scores = {arm: json.loads((d / "rwku_summary.json").read_text()) for arm, d in
+              (("base", base_eval), *((a, target_dir / "eval" / a) for a in ("stage1", "rule", "rerule")))}
+    print("\nrefusal rates:", rates, "\nRWKU scores:",
+          {a: (round(s["forget_all"], 3), round(s["neighbor_all"], 3)) for a, s in scores.items()})
+    # Measured: forget refusal 0 -> 0.75 (6 of 8 probes; the two "which country" questions still get "China"),
+    # forget score 0.78 -> 0.28; neighbours refused 0 -> 1 of 6, score 0.67 -> 0.50.
+    assert rates["base"]["forget"] <= 0.25 and rates["stage1"]["forget"] >= rates["base"]["forget"] + 0.5, rates
+    assert scores["stage1"]["forget_all"] < scores["base"]["forget_all"] - 0.3, scores
+    assert rates["stage1"]["neighbor"] <= 0.34 and scores["stage1"]["neighbor_all"] >= 0.4, (rates, scores)
+
     for name, text in arms.items():
         steps = parse_steps(text)
         dump(name, steps)
-        assert sorted(steps) == [1, 2, 3, 4], (name, sorted(steps))  # 80 of 96 prompts: 4 whole batches of 20
-        assert ("whole rollout batches: training on 80 of 96 prompts, 4 steps of 20 an episode (--data.max_samples 80);"
-                " the last 16 would have made a short batch\n") in text
+        assert sorted(steps) == list(range(1, STEPS + 1)), (name, sorted(steps))
+        assert ("whole rollout batches: training on 24 of 28 prompts, 3 steps of 8 an episode (--data.max_samples 24);"
+                " the last 4 would have made a short batch\n") in text
+        # The weights reach vLLM (tied embeddings: one matrix for both ends): vllm_kl stays at bf16's floor while
+        # the policy moves away from Stage 1.
+        assert steps[STEPS]["kl"] > 0.01 and sync_ratio(steps) < 0.1, {s: (m["vllm_kl"], m["kl"]) for s, m in steps.items()}
+        record = json.loads((target_dir / name / "model" / "rerule_model.json").read_text())
+        assert record["base_record"]["made_by"] == "openrlhf train_sft" and record["chat_template"] == "auto"
     rerule = parse_steps(arms["rerule"])
-    assert any(m.get("replay/active") == 1 for m in rerule.values()) and "replay/active" not in parse_steps(arms["rule"])[1]
-
-    for arm in ("stage1", "rule", "rerule"):
-        summary = json.loads((target_dir / "eval" / arm / "rwku_summary.json").read_text())
-        print(f"\n{arm} summary: forget_all {summary['forget_all']:.3f} neighbor_all {summary['neighbor_all']:.3f}")
-        assert summary["targets"] == [TARGET]
-        assert all(0 <= summary[k] <= 1 for k in ("forget_level1", "forget_level2", "forget_level3", "forget_all",
-                                                 "neighbor_level1", "neighbor_level2", "neighbor_all"))
-    # Stage 1 refuses the held-out forget probes more than the neighbours' (deterministic: forget 0.036 vs neighbour
-    # 0.209 in both runs that printed it). Not asserted for RULE / ReRULE: their vLLM samples differ run to run, and
-    # the gap moved between 0.07 and 0.21 in three runs (docs/development.md#how-certain-the-slow-and-end-to-end-tests-are).
-    stage1 = json.loads((target_dir / "eval" / "stage1" / "rwku_summary.json").read_text())
-    assert stage1["forget_all"] < stage1["neighbor_all"], stage1
+    assert [rerule[s]["replay/active"] for s in sorted(rerule)] == [0.0, 1.0, 1.0], rerule
+    assert all(rerule[s]["replay/groups"] == 4.0 and 0 < rerule[s]["replay/ess"] <= 1 for s in (2, 3))
+    assert not any(key.startswith("replay/") for m in parse_steps(arms["rule"]).values() for key in m)
+    # The boundary survives Stage 2 (RULE's and ReRULE's samples differ run to run: a wide margin only).
+    assert rates["rule"]["neighbor"] <= 0.5 and rates["rerule"]["neighbor"] <= 0.5, rates
     report = (runs / "rwku" / "report" / "report.md").read_text()
     for row in ("*ReRULE paper:* RULE", "Stage 1 (ours)", "RULE (ours)", "ReRULE (ours)"):
         assert f"| {row} |" in report, report
