@@ -105,9 +105,10 @@ train_arms() {
 # ... and their evaluation: `rerule eval BENCHMARK ARGS` of every arm's model into RUN_ROOT/eval/<arm>, one name per
 # method ("RULE (ours)"; `rerule report` averages RWKU targets by name). EVAL_ARGS (word-split) go to every
 # evaluation: "--batch_size 32" on a GPU, "--cpu_threads 1" on a busy CPU (two OpenMP threads fighting other
-# processes for two cores ran a 135M model's greedy decoding 5-8x slower than one thread, measured). Appends the outputs to EVALUATIONS. Each
-# Stage 1 / RULE / ReRULE arm records the files it trained on (--unlearning_data), so that the report reads their
-# .meta.json sidecars: rows dropped as probe copies, or trained as released (EVAL_OVERLAP=keep) and marked.
+# processes for two cores ran a 135M model's greedy decoding 5-8x slower than one thread, measured). Appends the
+# outputs to EVALUATIONS. Each Stage 1 / RULE / ReRULE arm records the files it trained on (--unlearning_data), so
+# that the report reads their .meta.json sidecars: rows dropped as probe copies, or trained as released
+# (EVAL_OVERLAP=keep) and marked.
 evaluate_arms() {
   local benchmark="$1" arm model label data; shift
   for arm in "${ARMS[@]}"; do

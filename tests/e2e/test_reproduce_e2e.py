@@ -112,7 +112,8 @@ def test_reproduce_rwku_with_the_real_model_end_to_end(stack, tmp_path):
                 " the last 4 would have made a short batch\n") in text
         # The weights reach vLLM (tied embeddings: one matrix for both ends): vllm_kl stays at bf16's floor while
         # the policy moves away from Stage 1.
-        assert steps[STEPS]["kl"] > 0.01 and sync_ratio(steps) < 0.1, {s: (m["vllm_kl"], m["kl"]) for s, m in steps.items()}
+        assert steps[STEPS]["kl"] > 0.01 and sync_ratio(steps) < 0.1, {s: (m["vllm_kl"], m["kl"])
+                                                                       for s, m in steps.items()}
         record = json.loads((target_dir / name / "model" / "rerule_model.json").read_text())
         assert record["base_record"]["made_by"] == "openrlhf train_sft" and record["chat_template"] == "auto"
     rerule = parse_steps(arms["rerule"])
