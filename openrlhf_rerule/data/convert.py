@@ -4,7 +4,8 @@
   -> stage2 rows; Stage 1 JSON arrays of ``{instruction, input, output, subject}`` -> stage1 rows, plus boundary
   eval rows from ``neighbor_question {question, answer}`` where present (``reject_with_neighbor_target.json``).
 - TOFU (``forget01.json``, ``forget01_perturbed.json``, ``retain_perturbed.json``, ...; JSON lines of
-  ``{question, answer}`` (or ``{prompt, response}``, strzar/purge's copy of ``forgetXX.json``) plus ``paraphrased_answer``, ``perturbed_answer`` [list], ``paraphrased_question``)
+  ``{question, answer}`` (or ``{prompt, response}``, strzar/purge's copy of ``forgetXX.json``) plus
+  ``paraphrased_answer``, ``perturbed_answer`` [list], ``paraphrased_question``)
   -> eval rows; the extra fields are kept for the TOFU truth ratio; each row's subject is the author its question
   or answer names (never read from the row's position: a shuffled file keeps its subjects).
 - MUSE knowmem (``forget_qa.json``, ``retain_qa.json``, ``retain_qa_icl.json``: JSON arrays of ``{question, answer}``)

@@ -202,8 +202,8 @@ def write_jsonl(path, rows: list[dict], kind: str) -> Path:
 
 def read_records(path, allow_strings: bool = False) -> list:
     """Source files of the converters: a JSON array, JSON lines (TOFU's files are JSON lines), or JSON lines of
-    arrays (strzar/purge's copy of TOFU's larger files). Records are
-    objects (with their 1-based line under "__line__"); `allow_strings` also accepts plain strings (MUSE privleak)."""
+    arrays (strzar/purge's copy of TOFU's larger files). Records are objects (with their 1-based line under
+    "__line__"); `allow_strings` also accepts plain strings (MUSE privleak)."""
     path = Path(path)
     text = read_text(path)
     if not text.strip():
