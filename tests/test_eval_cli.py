@@ -140,6 +140,22 @@ def test_tofu_nan_answer_and_bad_model_dir_are_reported_together(tmp_path, capsy
                    "got list []"]
 
 
+def test_engine_vllm_without_vllm_is_one_line_before_any_model(tmp_path, capsys, monkeypatch, no_model_load):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else find_spec(name, *a))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    rc = cli.main(["rwku", "--model", str(model), "--data", str(DATA / "rwku"), "--out", str(tmp_path / "o"),
+                   "--engine", "vllm"])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2 and not (tmp_path / "o").exists()
+    assert err == [f"rerule eval rwku: --engine vllm: vLLM is not installed in {sys.prefix}: install it (GPU: "
+                   "`pip install vllm`; CPU: the e2e environment, `make install-e2e`) or use --engine hf"]
+
+
 def test_usage_errors_are_one_line_exit_2_without_traceback():
     run = [sys.executable, "-m", "openrlhf_rerule.eval.cli", "muse", "--model", "m", "--data", "d", "--out", "o"]
     bad = subprocess.run(run + ["--batch-size", "-3"], capture_output=True, text=True)

@@ -193,6 +193,12 @@ def test_naturalness_proxy_end_to_end_and_report(models, tmp_path):
                  "--for_benchmark", "muse") == 0
     tagged = json.loads((tmp_path / "ReRULE/naturalness_muse_summary.json").read_text())
     assert tagged["for_benchmark"] == "muse" and tagged["readability"] == pytest.approx(summary["readability"])
+    # --engine auto (what the plans pass) finds no vLLM in this environment: transformers ran, and the summary
+    # names the engine that ran, not "auto"
+    assert summary["provenance"]["settings"]["engine"] == "hf"
+    assert _eval("naturalness", models["trained"], tmp_path / "auto", "--max_new_tokens", "12", "--engine",
+                 "auto") == 0
+    assert _read(tmp_path / "auto", "naturalness")[0]["provenance"]["settings"]["engine"] == "hf"
 
 
 def test_cli_reports_file_line_and_field(models, tmp_path, capsys):

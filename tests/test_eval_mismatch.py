@@ -185,6 +185,17 @@ def test_case4_report_puts_muse_prompt_formats_in_separate_tables(tmp_path):
     assert "*ReRULE paper:* RULE" in first and "*ReRULE paper:* RULE" in second
 
 
+def test_report_keeps_rows_of_the_two_engines_apart_and_reads_old_summaries_as_transformers(tmp_path):
+    books = {"corpus": "books", "prompt_format": "muse", "verbmem_max_new_tokens": 128, "knowmem_max_new_tokens": 32}
+    runs = [_summary(tmp_path / "hf", "muse", {**books, "engine": "hf"}, name="A", verbmem_f=5.8, knowmem_f=1.0),
+            _summary(tmp_path / "old", "muse", books, name="B", verbmem_f=4.0, knowmem_f=1.0),  # before --engine
+            _summary(tmp_path / "vllm", "muse", {**books, "engine": "vllm"}, name="C", verbmem_f=5.7, knowmem_f=1.0)]
+    md = report.render(report.load_runs(runs))
+    first, second = _tables(md, "**MUSE**")
+    assert first.splitlines()[1] == 'Settings: engine "hf"' and second.splitlines()[1] == 'Settings: engine "vllm"'
+    assert "| A |" in first and "| B |" in first and "| C |" not in first and "| C |" in second
+
+
 # ---- case 5: TOFU Forget Quality against a retain run of other settings ----------------------------------------
 
 def _retain_dir(root: Path, settings: dict, tokenizer: dict) -> Path:

@@ -144,7 +144,7 @@ MAY_IMPORT = {
     "openrlhf": ({"replay", "losses", "atomic", "provenance", "lineage", "cli_convention"},
                  {"local", "cli", "data", "rewards"}),
     "experiments": (CORE | {"local", "data", "cli_convention", "atomic"}, set()),
-    "eval": ({"atomic", "chat_endpoint", "cli_convention", "data", "provenance"}, {"rewards"}),
+    "eval": ({"atomic", "chat_endpoint", "cli_convention", "data", "provenance"}, {"rewards", "openrlhf"}),
     "cli": ({"cli_convention", "openrlhf"}, set()),
 }
 

@@ -83,6 +83,7 @@ def test_the_whole_plan_is_accepted_by_the_real_parsers(script, first, tmp_path)
     assert len({flag(a, "--out") for a in evals}) == 4 and runs[-1][2:6] == [flag(a, "--out") for a in evals]
     assert [flag(a, "--name") for a in evals] == ["Stage 1 (ours)", "RULE (ours)", "ReRULE (ours)",
                                                   "ReRULE random storage (ours)"]
+    assert {flag(a, "--engine") for a in evals} == {"auto"}  # vLLM wherever it is installed (EVAL_ENGINE)
     # Stage 2 trains the model Stage 1 wrote, on the file step 1 wrote, and each arm's model is what is evaluated.
     stage1_out = flag(runs[len(first)], "--ckpt.output_dir")
     for argv, ev in zip(runs[len(first) + 1:len(first) + 4], evals[1:]):

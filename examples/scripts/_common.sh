@@ -105,7 +105,8 @@ train_arms() {
 # ... and their evaluation: `rerule eval BENCHMARK ARGS` of every arm's model into RUN_ROOT/eval/<arm>, one name per
 # method ("RULE (ours)"; `rerule report` averages RWKU targets by name). EVAL_ARGS (word-split) go to every
 # evaluation: "--batch_size 32" on a GPU, "--cpu_threads 1" on a busy CPU (two OpenMP threads fighting other
-# processes for two cores ran a 135M model's greedy decoding 5-8x slower than one thread, measured). Appends the
+# processes for two cores ran a 135M model's greedy decoding 5-8x slower than one thread, measured). EVAL_ENGINE
+# (default auto: vLLM where it is installed, else transformers; docs/evaluation.md#engines). Appends the
 # outputs to EVALUATIONS. Each Stage 1 / RULE / ReRULE arm records the files it trained on (--unlearning_data), so
 # that the report reads their .meta.json sidecars: rows dropped as probe copies, or trained as released
 # (EVAL_OVERLAP=keep) and marked.
@@ -127,7 +128,7 @@ evaluate_arms() {
       *) label="ReRULE ${arm#rerule_} (ours)"; label="${label//_/ }" ;;
     esac
     run rerule eval "$benchmark" --model "$model" --out "$RUN_ROOT/eval/$arm" --name "$label" "${data[@]}" "$@" \
-      ${EVAL_ARGS:-}
+      --engine "${EVAL_ENGINE:-auto}" ${EVAL_ARGS:-}
     EVALUATIONS+=("$RUN_ROOT/eval/$arm")
   done
 }

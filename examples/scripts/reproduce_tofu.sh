@@ -62,7 +62,7 @@ train_arms tofu
 # 3. Evaluation: the retain model once (its truth ratios make Forget Quality), then every arm.
 if [[ -n "${RETAIN_MODEL:-}" ]]; then
   run rerule eval tofu --model "$RETAIN_MODEL" --data "$TOFU_DIR" --out "$RETAIN_RUN" --name "Retain model (ours)" \
-    --split forget01 --prompt_template "$template"
+    --split forget01 --prompt_template "$template" --engine "${EVAL_ENGINE:-auto}" ${EVAL_ARGS:-}
 fi
 EVALUATIONS=()
 evaluate_arms tofu --data "$TOFU_DIR" --split forget01 --prompt_template "$template" --retain_run "$RETAIN_RUN"

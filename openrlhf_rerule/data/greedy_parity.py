@@ -79,7 +79,7 @@ def parity(folder: Path, dtype: str = "float32", prompts: list[str] = PARITY_PRO
     hf, model = transformers_greedy(folder, ids, max_new_tokens, dtype)
     hf_seconds = time.time() - start
     start = time.time()
-    from openrlhf_rerule.openrlhf.vllm_greedy import vllm_greedy  # the one package that imports vLLM
+    from openrlhf_rerule.openrlhf.vllm_offline import vllm_greedy  # the one package that imports vLLM
 
     vl = vllm_greedy(folder, ids, max_new_tokens, dtype)
     vllm_seconds = time.time() - start

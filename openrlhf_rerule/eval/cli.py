@@ -4,6 +4,7 @@ Every input file is read and checked before the model is loaded; all problems ar
 Flags use OpenRLHF's underscore spelling (--batch_size); the hyphen spelling (--batch-size) is accepted too
 (the `rerule` convention, openrlhf_rerule/cli/__init__.py)."""
 
+import importlib.util
 import json
 import os
 import sys
@@ -28,6 +29,15 @@ def _add_common(parser, dtype_default: str, dtype_why: str):
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ...; auto: cuda if available")
     parser.add_argument("--dtype", default=dtype_default, choices=["auto", "fp32", "bf16", "fp16"],
                         help=f"weights' dtype; auto: the checkpoint's own{dtype_why}")
+    parser.add_argument("--engine", default="hf", choices=["hf", "vllm", "auto"],
+                        help="hf: transformers' generate and forward passes, as the benchmarks' references; vllm: "
+                             "greedy generation and plain log-probs through vLLM in this process (needs vllm "
+                             "installed; parity and speed: docs/evaluation.md#engines), Min-K%%++ moments and "
+                             "multiple-choice scores still through transformers; auto: vllm where it is installed, "
+                             "else hf (what the plans pass; the summary records the engine that ran)")
+    parser.add_argument("--vllm_gpu_memory_utilization", type=number(float, minimum=0.05, maximum=0.95),
+                        default=0.5, help="--engine vllm on CUDA: vLLM's share of GPU memory (the rest holds "
+                                          "transformers' copy when a metric needs it)")
     parser.add_argument("--cpu_threads", type=number(int, minimum=0), default=0,
                         help="torch.set_num_threads; 0 keeps torch's default (a tiny model on a busy CPU runs "
                              "fastest with 1)")
@@ -157,6 +167,11 @@ def check_inputs(args) -> dict:
             counted_texts(args.unlearning_data)
     except (EvalDataError, UserError) as e:  # UserError: a training-data file that does not read (data.schema)
         problems.lines += str(e).splitlines()
+    if args.engine == "auto":  # resolved here, so the summary's settings name the engine that ran
+        args.engine = "hf" if importlib.util.find_spec("vllm") is None else "vllm"
+    if args.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        problems.add(f"--engine vllm: vLLM is not installed in {sys.prefix}: install it (GPU: `pip install "
+                     "vllm`; CPU: the e2e environment, `make install-e2e`) or use --engine hf")
     judge_model = getattr(args, "judge_model", None) or os.environ.get("RERULE_JUDGE_MODEL")
     if getattr(args, "judge", None) == "hf" and not (judge_model and (Path(judge_model) / "config.json").is_file()):
         problems.add(f"--judge hf: --judge_model {judge_model}: not a Hugging Face model directory (no config.json)")
@@ -214,7 +229,8 @@ def run(args) -> tuple[dict, list, dict]:
         torch.set_num_threads(args.cpu_threads)
     device = None if args.device == "auto" else args.device
     lm = load_model(args.model, device=device, batch_size=args.batch_size, dtype=args.dtype,
-                    chat_template=args.chat_template)
+                    chat_template=args.chat_template, engine=args.engine,
+                    gpu_memory_utilization=args.vllm_gpu_memory_utilization)
     if args.benchmark == "tofu":
         from .tofu import evaluate_tofu
 

@@ -19,7 +19,7 @@ from openrlhf_rerule.provenance import MODEL_RECORD, read_json_record
 # data have their own entries): every other flag of `rerule eval` is a setting, recorded under its flag name.
 NOT_SETTINGS = frozenset({"benchmark", "model", "data", "out", "name", "batch_size", "device", "cpu_threads",
                           "judge_cache", "retain_run", "unlearning_data", "allow_chat_template_mismatch",
-                          "overwrite_out", "check_only"})
+                          "overwrite_out", "check_only", "vllm_gpu_memory_utilization"})
 # What a TOFU retain run must share with the evaluation whose Forget Quality it makes.
 RETAIN_COMPARED = ("split", "chat_template_applied", "prompt_template", "system_prompt", "max_new_tokens")
 UNCHECKED = {"tofu log": "retain log without record: settings unchecked",

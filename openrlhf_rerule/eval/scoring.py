@@ -1,25 +1,60 @@
 """The one code path every benchmark uses to talk to a model: load, format a chat prompt, greedy batched
-generation with left padding, and per-token log-probabilities of given continuations."""
+generation with left padding, and per-token log-probabilities of given continuations.
+
+Two engines (`rerule eval --engine`): transformers does everything; vLLM does greedy generation and the plain
+per-token log-probs (docs/evaluation.md#engines: parity measured), while the two scores it cannot give (Min-K%++'s
+moments of the whole next-token distribution, multiple-choice next-token log-probs) still come from transformers,
+loaded only when a metric needs them."""
 
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
+from .io import EvalDataError
+
 
 @dataclass
 class LoadedModel:
-    model: "torch.nn.Module"
     tokenizer: object
     device: str
-    batch_size: int = 8
+    batch_size: int
+    model_dir: str
+    dtype: str
+    llm: object = None  # vLLM's LLM with --engine vllm
+    _model: "torch.nn.Module | None" = None
+
+    @property
+    def model(self) -> "torch.nn.Module":
+        """transformers' model; with --engine vllm loaded on first use (a metric vLLM cannot give)."""
+        if self._model is None:
+            from transformers import AutoModelForCausalLM
+
+            torch_dtype = {"auto": "auto", "fp32": torch.float32, "bf16": torch.bfloat16,
+                           "fp16": torch.float16}[self.dtype]
+            self._model = AutoModelForCausalLM.from_pretrained(self.model_dir, local_files_only=True,
+                                                               dtype=torch_dtype).to(self.device).eval()
+        return self._model
+
+    @property
+    def stop_ids(self) -> list[int]:
+        """The ids that end a greedy sequence when a benchmark passes none: the checkpoint's generation config,
+        as transformers' generate reads it (its eos_token_id: an int, a list, or none)."""
+        from transformers import AutoConfig, GenerationConfig
+
+        try:
+            eos = GenerationConfig.from_pretrained(self.model_dir, local_files_only=True).eos_token_id
+        except OSError:  # no generation_config.json: transformers derives one from config.json
+            eos = GenerationConfig.from_model_config(AutoConfig.from_pretrained(self.model_dir)).eos_token_id
+        return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
 def load_model(model_dir, device: str | None = None, batch_size: int = 8, dtype: str = "auto",
-               chat_template: str = "auto") -> LoadedModel:
+               chat_template: str = "auto", engine: str = "hf", gpu_memory_utilization: float = 0.5) -> LoadedModel:
     """Any local Hugging Face causal-LM directory; nothing is downloaded. `chat_template="none"` drops the
-    tokenizer's template, so every benchmark formats prompts as it does for a model without one (raw text)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tokenizer's template, so every benchmark formats prompts as it does for a model without one (raw text).
+    `engine="vllm"` starts vLLM in this process (the e2e environment, or any with vllm installed)."""
+    from transformers import AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
@@ -27,10 +62,14 @@ def load_model(model_dir, device: str | None = None, batch_size: int = 8, dtype:
         tokenizer.chat_template = None
     if tokenizer.pad_token_id is None:  # Llama-style tokenizers ship without one; EOS is the usual stand-in.
         tokenizer.pad_token = tokenizer.eos_token
-    torch_dtype = {"auto": "auto", "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch_dtype)
-    model.to(device).eval()
-    return LoadedModel(model, tokenizer, device, batch_size)
+    lm = LoadedModel(tokenizer, device, batch_size, str(model_dir), dtype)
+    if engine == "vllm":
+        from openrlhf_rerule.openrlhf.vllm_offline import offline_llm, vllm_dtype
+
+        lm.llm = offline_llm(model_dir, vllm_dtype(model_dir, dtype), gpu_memory_utilization)
+    else:
+        lm.model  # noqa: B018 -- load now: a model that does not load fails before any generation
+    return lm
 
 
 def chat_prompt(tokenizer, user_text: str, fallback: str = "{}", system: str | None = None) -> str:
@@ -40,6 +79,20 @@ def chat_prompt(tokenizer, user_text: str, fallback: str = "{}", system: str | N
         messages.append({"role": "user", "content": user_text})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return fallback.format(user_text)
+
+
+def _fits_context(lm: LoadedModel, sequences: list[list[int]], new_tokens: int, desc: str) -> None:
+    """vLLM refuses a sequence longer than the model's context, where transformers runs past it (as the benchmarks'
+    references do): say so for the whole part, before anything runs, instead of failing mid-way."""
+    from openrlhf_rerule.openrlhf.vllm_offline import context_length
+
+    limit = context_length(lm.llm)
+    over = [len(s) + new_tokens for s in sequences if len(s) + new_tokens > limit]
+    if over:
+        raise EvalDataError(f"--engine vllm: {desc}: {len(over)} of {len(sequences)} sequences exceed the model's "
+                            f"context of {limit} tokens (longest {max(over)}, {new_tokens} new tokens included); "
+                            "vLLM cannot run them, transformers runs past the context as the references do: "
+                            "use --engine hf")
 
 
 def _batches(items, batch_size, desc):
@@ -56,6 +109,15 @@ def generate(lm: LoadedModel, prompts: list[str], max_new_tokens: int, add_speci
     token ids that end a sequence (what a reference passes explicitly); None: the checkpoint's
     generation_config decides."""
     tok = lm.tokenizer
+    if lm.llm is not None:
+        from openrlhf_rerule.openrlhf.vllm_offline import greedy_ids
+
+        ids = [tok(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
+        _fits_context(lm, ids, max_new_tokens, desc)
+        new_tokens = greedy_ids(lm.llm, ids, max_new_tokens, lm.stop_ids if stop_ids is None else stop_ids)
+        if stop_ids is not None:
+            new_tokens = [next((row[:i] for i, t in enumerate(row) if t in stop_ids), row) for row in new_tokens]
+        return tok.batch_decode(new_tokens, skip_special_tokens=True)
     tok.padding_side = "left"
     outputs = []
     for _, batch in _batches(prompts, lm.batch_size, desc):
@@ -93,6 +155,12 @@ def token_logprobs(lm: LoadedModel, sequences: list[list[int]], score_from: list
     t >= max(1, score_from[i]). `moments=True` returns (logp, mu, sigma) per sequence: mean and std of
     log p under the model's own next-token distribution at each position (what Min-K%++ normalises by)."""
     score_from = score_from or [1] * len(sequences)
+    if lm.llm is not None and not moments:
+        from openrlhf_rerule.openrlhf.vllm_offline import prompt_logprobs
+
+        _fits_context(lm, sequences, 1, desc)
+        return [torch.tensor(lp[max(1, start) - 1:], dtype=torch.float32)
+                for lp, start in zip(prompt_logprobs(lm.llm, sequences), score_from)]
     results = [None] * len(sequences)
     for idx, ids, lengths, logits in _forward(lm, sequences, desc):
         for row, i in enumerate(idx):

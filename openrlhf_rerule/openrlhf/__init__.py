@@ -9,5 +9,6 @@ openrlhf / ray / vllm / deepspeed; importing this __init__ imports none of them.
     actor          actors: ReplayPolicyModel (stage_replay; fit = on-policy + replay update), ReplayLoss (PolicyLoss's
                    signature around replay_loss), exact whole-batch self-normalisation, LR schedule frozen for replay
     experience     OpenRLHF Experience <-> StoredGroup
-    vllm_greedy    greedy continuations from vLLM in-process (`rerule data real_model --check_vllm`)
+    vllm_offline   vLLM in-process on token ids: greedy ids and prompt log-probs (`rerule eval --engine vllm`,
+                   `rerule data real_model --check_vllm`)
 """

@@ -47,6 +47,9 @@ PLAN_ENV = {
     "STAGE2_EXTRA_ARGS": STAGE2_ENV["EXTRA_ARGS"].replace("--ds.attn_implementation eager", ""),
     # greedy decoding of a small model beside Ray and vLLM: one thread is several times faster than two here
     "EVAL_ARGS": "--cpu_threads 1",
+    # the thresholds below were measured through transformers; the vLLM engine has its own test
+    # (test_eval_engines_e2e.py), and four engine start-ups would add a minute to CI
+    "EVAL_ENGINE": "hf",
 }
 
 

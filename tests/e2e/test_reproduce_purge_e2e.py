@@ -122,6 +122,7 @@ def test_reproduce_purge_one_target_end_to_end(stack, world, tmp_path):
         "BASE_MODEL": str(base),
         # The world has no RWKU utility sets (MMLU, BBH, ...): the probes only, so "utility kept" stays "-"
         "EVAL_SUBSETS": "forget neighbor",
+        "EVAL_ENGINE": "hf",  # as measured; the vLLM engine has its own test (test_eval_engines_e2e.py)
         # The tiny model learned its world through its chat template, so the prompts keep it (PURGE's default is
         # the raw text, pinned in tests/test_purge_recipes.py). Raw, it named a term in 4 of 48 answers.
         "PROMPT_FORMAT": "chat",
