@@ -1,10 +1,10 @@
 """The one code path every benchmark uses to talk to a model: load, format a chat prompt, greedy batched
 generation with left padding, and per-token log-probabilities of given continuations.
 
-Two engines (`rerule eval --engine`): transformers does everything; vLLM does greedy generation and the plain
-per-token log-probs (docs/evaluation.md#engines: parity measured), while the two scores it cannot give (Min-K%++'s
-moments of the whole next-token distribution, multiple-choice next-token log-probs) still come from transformers,
-loaded only when a metric needs them."""
+Two engines (`rerule eval --engine`): transformers does everything; vLLM does greedy generation, the plain
+per-token log-probs and multiple-choice next-token log-probs where its top 20 hold every candidate
+(docs/evaluation.md#engines: parity measured), while what it cannot give (Min-K%++'s moments of the whole
+next-token distribution, a candidate outside the top 20) still comes from transformers, loaded only when needed."""
 
 from dataclasses import dataclass
 
@@ -183,9 +183,19 @@ def next_token_logprobs(lm: LoadedModel, prompts: list[str], candidate_ids: list
     """[N, C] log-probabilities of each candidate token right after each prompt (multiple choice)."""
     sequences = [lm.tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
     out = torch.empty(len(prompts), len(candidate_ids))
-    for idx, _, lengths, logits in _forward(lm, sequences, desc):
+    todo = list(range(len(prompts)))
+    if lm.llm is not None:  # vLLM's top 20 hold every candidate of a confident model; the other rows: transformers
+        from openrlhf_rerule.openrlhf.vllm_offline import top_next_logprobs
+
+        _fits_context(lm, sequences, 1, desc)
+        top = top_next_logprobs(lm.llm, sequences)
+        for i, found in enumerate(top):
+            if all(c in found for c in candidate_ids):
+                out[i] = torch.tensor([found[c] for c in candidate_ids])
+        todo = [i for i, found in enumerate(top) if not all(c in found for c in candidate_ids)]
+    for idx, _, lengths, logits in _forward(lm, [sequences[i] for i in todo], desc) if todo else ():
         for row, i in enumerate(idx):
-            out[i] = torch.log_softmax(logits[row, lengths[row] - 1].float(), dim=-1)[candidate_ids].cpu()
+            out[todo[i]] = torch.log_softmax(logits[row, lengths[row] - 1].float(), dim=-1)[candidate_ids].cpu()
     return out
 
 

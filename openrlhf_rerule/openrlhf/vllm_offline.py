@@ -65,6 +65,16 @@ def prompt_logprobs(llm, sequences: list[list[int]]) -> list[list[float]]:
             for r, ids in zip(results, sequences)]
 
 
+def top_next_logprobs(llm, prompts: list[list[int]], k: int = 20) -> list[dict[int, float]]:
+    """The k most likely next tokens after each prompt with their log-probs (raw logits; vLLM's default cap on k
+    is 20)."""
+    from vllm import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_tokens=1, logprobs=k, detokenize=False)
+    results = llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=len(prompts) > 1)
+    return [{t: lp.logprob for t, lp in r.outputs[0].logprobs[0].items()} for r in results]
+
+
 def vllm_greedy(folder, prompts: list[list[int]], max_new_tokens: int, dtype: str) -> list[list[int]]:
     """Greedy new token ids for each prompt (the parity check's vLLM side): the checkpoint's eos ends a sequence."""
     config = json.loads((Path(folder) / "config.json").read_text())
