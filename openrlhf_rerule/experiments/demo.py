@@ -138,8 +138,8 @@ def build_parser() -> Parser:
         if action.dest.startswith("replay.") and name in REPLAY_HELP:
             used = {"enable": "set by the demo (ReRULE arm only)", "seed": "set by the demo (= the Stage 2 seed)"}
             real = {**DEMO_REPLAY, **REAL_MODEL_PROFILE["replay"]}
-            action.help = REPLAY_HELP[name].replace("%", "%%") + (f" (demo: {used[name]})" if name in used else
-                                                                  f" (demo: {DEMO_REPLAY[name]}; --model: {real[name]})")
+            shown = used.get(name) or f"{DEMO_REPLAY[name]}; --model: {real[name]}"
+            action.help = REPLAY_HELP[name].replace("%", "%%") + f" (demo: {shown})"
     return p
 
 
@@ -326,7 +326,8 @@ def main(argv=None) -> int:
     report = {
         "command": store.command, "wall_seconds": time.perf_counter() - t_start, "phase_seconds": phases,
         "units_kept": len(store.kept), "units_missing": store.missing,
-        "settings": {"worlds": worlds, "seeds": args.seeds, "steps": args.steps, "tail": tail, "world": profile["world"],
+        "settings": {"worlds": worlds, "seeds": args.seeds, "steps": args.steps, "tail": tail,
+                     "world": profile["world"],
                      "stage1_data": {**profile["stage1_data"], "num_stage1_retain": stage1_retain},
                      "model": {"path": settings["--model"], "files": model_files} if args.model else MODEL,
                      "parameters": AutoModelForCausalLM.from_pretrained(
@@ -334,8 +335,8 @@ def main(argv=None) -> int:
                      "learn_world": profile["learn_world"], "stage1": profile["stage1"], "stage2": profile["stage2"],
                      "replay": replay_settings,
                      "replay_scaling": "paper (RWKU): tau 0.6, min_groups 100, warm-up 15, 32 groups; scaled to "
-                                       + ("32 Stage 2 prompts, 4 a step: min_groups 4, warm-up 1, 4 groups" if args.model
-                                          else "96 Stage 2 prompts: min_groups 24, warm-up 8, 16 groups"),
+                                       + ("32 Stage 2 prompts, 4 a step: min_groups 4, warm-up 1, 4 groups"
+                                          if args.model else "96 Stage 2 prompts: min_groups 24, warm-up 8, 16 groups"),
                      "late_window_from_step": warmup + 1, "interval_unit": unit},
         "evaluation": evaluation, "per_world": {str(ws): evals[ws] for ws in worlds}, "training": training,
         "hard_case_gap": hard_case_gap(hard, worlds, unit), "hard_cases": hard_cases, "hard_cases_world": first,
