@@ -82,12 +82,13 @@ REAL_MODEL_PROFILE = dict(
     # 32 rows: batch 8 gives 16 steps at 1e-4: forget (and held-out forget) refusal 1.0, while a quarter of the
     # boundary and retain questions and 3 in 4 held-out boundary questions are refused too: Stage 2's job.
     stage1=dict(epochs=4, lr=1e-4, batch_size=8),
-    # 4 prompts x 4 samples x 24 tokens: ~50-80 s a step here (the tiny model's 16 x 8 samples would be 8 times the
-    # work). lr 1e-4 instead of 1.5e-4, a step of 16 samples on pretrained weights: 4 RULE steps at 1e-4 took
+    # 4 prompts x 4 samples x 24 tokens: 13-80 s a step here, by load (the tiny model's 16 x 8 samples would be 8
+    # times the work). lr 1e-4 instead of 1.5e-4, a step of 16 samples on pretrained weights: 4 RULE steps at 1e-4 took
     # boundary refusal from 0.25 to 0 and kept forget refusal at 1.0 (KL to Stage 1 at most 0.18).
     stage2={**STAGE2, "rollout_batch": 4, "n_samples": 4, "max_new_tokens": 24, "lr": 1e-4, "micro_batch_size": 16},
-    # The paper's tau 0.6; a step has 4 groups (0-2 fell below tau in steps 1-4, measured), so min_groups 4 and
-    # warm-up 1 start replay after a few steps; 4 groups a replay update = the rollout batch.
+    # The paper's tau 0.6; a step has 4 groups, of which 0-2 fell below tau: with min_groups 4 and warm-up 1 replay
+    # started at step 5 of 6 in world 0 and not within 6 steps in world 1 (a smaller min_groups is not measured);
+    # 4 groups a replay update = the rollout batch.
     replay=dict(threshold=0.6, min_groups=4, warmup_steps=1, capacity=64, batch_groups=4),
 )
 
