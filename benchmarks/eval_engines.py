@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="local model folder")
     p.add_argument("--rwku", help="an RWKU target folder (every subset its files hold)")
+    p.add_argument("--rwku_subsets", nargs="+", default=None, metavar="PART",
+                   help="RWKU parts to run (`rerule eval rwku --subsets`); default: every part the target has")
     p.add_argument("--tofu", help="a TOFU data folder (with --split)")
     p.add_argument("--split", default="forget01")
     p.add_argument("--muse", help="a MUSE data folder (books layout)")
@@ -108,7 +110,8 @@ def main(argv=None) -> int:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    benches = [(b, d, x) for b, d, x in (("rwku", args.rwku, []), ("tofu", args.tofu, ["--split", args.split]),
+    rwku_extra = ["--subsets", *args.rwku_subsets] if args.rwku_subsets else []
+    benches = [(b, d, x) for b, d, x in (("rwku", args.rwku, rwku_extra), ("tofu", args.tofu, ["--split", args.split]),
                                          ("muse", args.muse, [])) if d]
     if not benches:
         p.error("name at least one of --rwku, --tofu, --muse")

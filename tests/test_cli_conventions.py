@@ -62,7 +62,8 @@ def test_hyphen_spelling_is_an_alias():
 
 def test_demo_help_shows_the_replay_values_the_demo_uses():
     text = " ".join(demo_parser().format_help().split())
-    assert "(demo: 24)" in text and "(demo: 8)" in text and "(demo: 200)" in text  # min_groups, warm-up, capacity
+    # min_groups, warm-up, capacity: the tiny model's, then --model's (REAL_MODEL_PROFILE)
+    assert "(demo: 24; --model: 4)" in text and "(demo: 8; --model: 1)" in text and "(demo: 200; --model: 64)" in text
 
 
 @pytest.mark.parametrize("argv", [["nope"], ["data", "nope"], ["train", "stage3"], ["demo", "--seeds", "x"],

@@ -143,7 +143,7 @@ MAY_IMPORT = {
     "local": (CORE | {"data", "cli_convention", "provenance", "lineage"}, set()),
     "openrlhf": ({"replay", "losses", "atomic", "provenance", "lineage", "cli_convention"},
                  {"local", "cli", "data", "rewards"}),
-    "experiments": (CORE | {"local", "data", "cli_convention", "atomic"}, set()),
+    "experiments": (CORE | {"local", "data", "cli_convention", "atomic", "provenance"}, set()),
     "eval": ({"atomic", "chat_endpoint", "cli_convention", "data", "provenance"}, {"rewards", "openrlhf"}),
     "cli": ({"cli_convention", "openrlhf"}, set()),
 }

@@ -13,11 +13,16 @@ Choices of ours, said here and in the report:
   teach *when* to say it, not a new language, which a 145k-parameter model cannot do in a few steps.
 - Stage 1 mixes answered retain rows into the refusal data (STAGE1_DATA below; --stage1_retain 0 turns it off).
 - The paper's replay settings (Appendix D: min_groups 100 / warm-up 15 of ~37 steps / 32 groups) are scaled to a
-  96-prompt world: min_groups 24, warm-up 8, 16 replayed groups per step (= the rollout batch, as in the paper)."""
+  96-prompt world: min_groups 24, warm-up 8, 16 replayed groups per step (= the rollout batch, as in the paper).
+- --model PATH: a pretrained causal LM (a local Hugging Face folder, e.g. SmolLM2-135M-Instruct from `rerule data
+  real_model`) replaces the tiny per-world model, with REAL_MODEL_PROFILE's settings (below, with why each differs).
+  Every prompt is wrapped in the model's chat template (format_prompt's "auto", as `rerule train` and `rerule eval`
+  do), when learning the world, in both stages and in the evaluation."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import statistics
 import sys
@@ -35,8 +40,10 @@ from openrlhf_rerule.local.config import Stage1Config, Stage2Config, parse_bool
 from openrlhf_rerule.local.evaluate import evaluate_model
 from openrlhf_rerule.local.grpo import GRPOTrainer
 from openrlhf_rerule.local.metrics import read_log
+from openrlhf_rerule.local.preflight import check_model_dir
 from openrlhf_rerule.local.sft import train_stage1
 from openrlhf_rerule.local.tiny import save_tiny_model
+from openrlhf_rerule.provenance import MODEL_RECORD, file_sha256, tokenizer_fingerprint
 from openrlhf_rerule.replay import ReplayConfig
 from openrlhf_rerule.replay.config import HELP as REPLAY_HELP, add_replay_arguments
 from openrlhf_rerule.rewards import is_refusal
@@ -59,6 +66,31 @@ STAGE2 = dict(rollout_batch=16, n_samples=8, max_new_tokens=16, lr=1.5e-4, kl_co
               reward_variant="two_stage_abs", refusal_mode="rule", micro_batch_size=128)
 REPLAY = dict(threshold=0.6, min_groups=24, warmup_steps=8, capacity=200, batch_groups=16)
 DEMO_REPLAY = {**dataclasses.asdict(ReplayConfig()), **REPLAY}  # what the ReRULE arm runs with unless overridden
+TINY_PROFILE = dict(world=WORLD, stage1_data=STAGE1_DATA, learn_world=LEARN_WORLD, stage1=STAGE1, stage2=STAGE2,
+                    replay=REPLAY)
+# --model PATH. Measured on SmolLM2-135M-Instruct (135M parameters, world seed 0) on a shared 2-core CPU; commands and
+# numbers in docs/real-model.md, "The demo on the real model". Why each setting differs from the tiny model's:
+REAL_MODEL_PROFILE = dict(
+    # 10 people (80 QA rows, 32 Stage 2 prompts) instead of 30: a 16-row SFT step takes ~6 s on one thread, not
+    # milliseconds, and every evaluation greedily answers every evaluation prompt.
+    world=dict(num_forget=2, num_boundary=2, num_retain=4, num_refusal_templates=2),
+    stage1_data=dict(num_stage1_retain=2),
+    # The model learns pretrain.jsonl's questions and answers as chat turns, without the tiny model's plain-text
+    # refusal corpus (it already phrases refusals). The tiny model's lr 3e-3 is for weights learning a language from
+    # a random start; 3e-4 for 40 steps brought this model from knowing no one to accuracy 1.0 on every split.
+    learn_world=dict(epochs=8, lr=3e-4, batch_size=16, warmup_ratio=0.05),
+    # 32 rows: batch 8 gives 16 steps at 1e-4: forget (and held-out forget) refusal 1.0, while a quarter of the
+    # boundary and retain questions and 3 in 4 held-out boundary questions are refused too: Stage 2's job.
+    stage1=dict(epochs=4, lr=1e-4, batch_size=8),
+    # 4 prompts x 4 samples x 24 tokens: 13-80 s a step here, by load (the tiny model's 16 x 8 samples would be 8
+    # times the work). lr 1e-4 instead of 1.5e-4, a step of 16 samples on pretrained weights: 4 RULE steps at 1e-4 took
+    # boundary refusal from 0.25 to 0 and kept forget refusal at 1.0 (KL to Stage 1 at most 0.18).
+    stage2={**STAGE2, "rollout_batch": 4, "n_samples": 4, "max_new_tokens": 24, "lr": 1e-4, "micro_batch_size": 16},
+    # The paper's tau 0.6; a step has 4 groups, of which 0-2 fell below tau: with min_groups 4 and warm-up 1 replay
+    # started at step 5 of 6 in world 0 and not within 6 steps in world 1 (a smaller min_groups is not measured);
+    # 4 groups a replay update = the rollout batch.
+    replay=dict(threshold=0.6, min_groups=4, warmup_steps=1, capacity=64, batch_groups=4),
+)
 
 
 def build_parser() -> Parser:
@@ -75,10 +107,16 @@ def build_parser() -> Parser:
                    help="Stage 2 seeds per method and world (averaged within the world)")
     p.add_argument("--steps", type=number(int, minimum=1), default=40, help="Stage 2 steps per run")
     p.add_argument("--world_seed", type=number(int, minimum=0), default=0, help="seed of the first world")
-    p.add_argument("--stage1_retain", type=number(int, minimum=0), default=STAGE1_DATA["num_stage1_retain"],
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="a local Hugging Face causal-LM folder (e.g. SmolLM2-135M-Instruct built by `rerule data "
+                        "real_model`) that learns each world instead of a fresh tiny model, run with the real-model "
+                        "settings (REAL_MODEL_PROFILE in experiments/demo.py: a smaller world, its own learning "
+                        "rates and batch sizes; docs/real-model.md); prompts go through its chat template")
+    p.add_argument("--stage1_retain", type=number(int, minimum=0), default=None,
                    help="extra retain people whose answered questions are mixed into the Stage 1 refusal data "
-                        "(0: refusal rows only, the demo's earlier Stage 1, which made the tiny model refuse "
-                        "everyone in some worlds)")
+                        f"(default: {STAGE1_DATA['num_stage1_retain']}; with --model "
+                        f"{REAL_MODEL_PROFILE['stage1_data']['num_stage1_retain']}; 0: refusal rows only, the demo's "
+                        "earlier Stage 1, which made the tiny model refuse everyone in some worlds)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train")
     p.add_argument("--cpu_threads", type=int, default=1, help="torch threads (1 is fastest for a tiny model)")
     p.add_argument("--progress", type=parse_bool, nargs="?", const=True, default=True, metavar="BOOL",
@@ -100,7 +138,9 @@ def build_parser() -> Parser:
         name = action.dest.removeprefix("replay.")
         if action.dest.startswith("replay.") and name in REPLAY_HELP:
             used = {"enable": "set by the demo (ReRULE arm only)", "seed": "set by the demo (= the Stage 2 seed)"}
-            action.help = REPLAY_HELP[name].replace("%", "%%") + f" (demo: {used.get(name, DEMO_REPLAY[name])})"
+            real = {**DEMO_REPLAY, **REAL_MODEL_PROFILE["replay"]}
+            shown = used.get(name) or f"{DEMO_REPLAY[name]}; --model: {real[name]}"
+            action.help = REPLAY_HELP[name].replace("%", "%%") + f" (demo: {shown})"
     return p
 
 
@@ -123,14 +163,20 @@ def language_corpus(world_dir: Path) -> Path:
     return path
 
 
-def learn_world(world_seed: int, out: Path, common: dict, **knobs) -> tuple[Path, Path]:
-    """Build world `world_seed` into OUT/world and teach a fresh tiny model all of it: (world dir, model dir).
-    `knobs` are build_world arguments over WORLD and STAGE1_DATA (the study's world shape, Stage 1 knobs)."""
-    world = build_world(seed=world_seed, **{**WORLD, **STAGE1_DATA, **knobs})
+def learn_world(world_seed: int, out: Path, common: dict, model: str | None = None, **knobs) -> tuple[Path, Path]:
+    """Build world `world_seed` into OUT/world and teach a fresh tiny model all of it, or, given `model` (--model), that
+    pretrained model its questions and answers (REAL_MODEL_PROFILE): (world dir, model dir). `knobs` are build_world
+    arguments over the profile's world and Stage 1 data (the study's world shape, Stage 1 knobs)."""
+    profile = REAL_MODEL_PROFILE if model else TINY_PROFILE
+    world = build_world(seed=world_seed, **{**profile["world"], **profile["stage1_data"], **knobs})
     world.write(out / "world")
-    base = save_tiny_model(world.all_texts(), out / "base", seed=world_seed, **MODEL)
-    pretrained = train_stage1(Stage1Config(model=str(base), data=str(language_corpus(out / "world")),
-                                           out=str(out / "pretrain"), seed=world_seed, **LEARN_WORLD, **common))
+    if model:
+        base, corpus = model, out / "world" / "pretrain.jsonl"
+    else:
+        base = save_tiny_model(world.all_texts(), out / "base", seed=world_seed, **MODEL)
+        corpus = language_corpus(out / "world")
+    pretrained = train_stage1(Stage1Config(model=str(base), data=str(corpus), out=str(out / "pretrain"),
+                                           seed=world_seed, **profile["learn_world"], **common))
     return out / "world", pretrained
 
 
@@ -152,15 +198,35 @@ def main(argv=None) -> int:
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # weight-loading bars would drown the training bars
     out = Path(args.out)
+    if args.model:  # checked before anything is loaded or written (Units writes experiment.json, --restart deletes)
+        if args.purge:
+            raise UserError("--purge with --model: the PURGE arms' settings are the tiny model's and were not measured "
+                            "on a pretrained model; run --model without --purge")
+        check_model_dir("--model", args.model)
+        config = json.loads((Path(args.model) / "config.json").read_text())
+        if not any(name.endswith("ForCausalLM") for name in config.get("architectures") or []):
+            raise UserError(f"--model {args.model}: not a causal language model (config.json architectures: "
+                            f"{config.get('architectures')}); the demo generates with AutoModelForCausalLM")
+        if tokenizer_fingerprint(args.model) is None:
+            raise UserError(f"--model {args.model}: no tokenizer vocabulary (tokenizer.json, vocab.json, ...)")
+    profile = REAL_MODEL_PROFILE if args.model else TINY_PROFILE
+    stage1_retain = profile["stage1_data"]["num_stage1_retain"] if args.stage1_retain is None else args.stage1_retain
+    # The model's identity: every file's digest (not rerule_model.json, which a parity check rewrites), so that a
+    # resume with another model, or with this folder's weights or tokenizer changed, is refused.
+    model_files = {str(f.relative_to(args.model)): file_sha256(f) for f in sorted(Path(args.model).rglob("*"))
+                   if f.is_file() and f.name != MODEL_RECORD} if args.model else None
     # overwrite: a unit that was killed half-way is redone from scratch (its sub-run would refuse a non-empty --out)
     common = dict(device=args.device, cpu_threads=args.cpu_threads, progress=args.progress, overwrite=True)
-    replay_settings = {**REPLAY, **{key[len("replay."):]: value for key, value in vars(args).items()
+    replay_settings = {**profile["replay"], **{key[len("replay."):]: value for key, value in vars(args).items()
                                     if key.startswith("replay.") and key not in ("replay.enable", "replay.seed")}}
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
     settings = {"--worlds": args.worlds, "--seeds": args.seeds, "--steps": args.steps, "--world_seed": args.world_seed,
-                "--stage1_retain": args.stage1_retain, "--purge": args.purge, "--device": device,
+                "--stage1_retain": stage1_retain, "--purge": args.purge, "--device": device,
                 "--cpu_threads": args.cpu_threads, **{f"--replay.{k}": v for k, v in {**DEMO_REPLAY, **replay_settings}
-                                                     .items() if k not in ("enable", "seed")}}
+                                                     .items() if k not in ("enable", "seed")},
+                # absent (None) for the tiny model, so runs from before --model existed still resume
+                **({"--model": str(Path(args.model).resolve()), "--model files sha256": hashlib.sha256(
+                    json.dumps(model_files, sort_keys=True).encode()).hexdigest()} if args.model else {})}
     store = units.Units(out, "rerule demo", argv, settings, restart=args.restart, report_only=args.report_only)
     worlds = list(range(args.world_seed, args.world_seed + args.worlds))
     phases = dict.fromkeys(("learn world", "stage 1", "stage 2", "evaluation", *(("purge stage 2",) * args.purge)),
@@ -169,7 +235,7 @@ def main(argv=None) -> int:
     evaluate = purge_arms.evaluate_with_terms if args.purge else lambda *a: evaluate_model(*a)["metrics"]
     t_start = time.perf_counter()
     # arm -> (start model, replay overrides, Stage 2 overrides, phase); PURGE starts from the pretrained model.
-    arms = {**{m: ("stage1", {"enable": m == "rerule"}, {}, "stage 2") for m in METHODS},
+    arms = {**{m: ("stage1", {"enable": m == "rerule"}, profile["stage2"], "stage 2") for m in METHODS},
             **({arm: ("pretrain", {**(extra or {}), "enable": extra is not None},
                       dict(data=purge_arms.DATA, **purge_arms.OVERRIDES), "purge stage 2")
                 for arm, extra in purge_arms.ARMS.items()} if args.purge else {})}
@@ -194,9 +260,10 @@ def main(argv=None) -> int:
         wout, world_dirs[ws] = out / f"world{ws}", out / f"world{ws}" / "world"
         model = {"pretrain": wout / "pretrain" / "final", "stage1": wout / "stage1" / "final"}
         runs[ws] = {arm: [wout / "stage2" / arm / f"seed{seed}" for seed in range(args.seeds)] for arm in arms}
-        learn = partial(learn_world, ws, wout, common, num_stage1_retain=args.stage1_retain, purge=args.purge)
+        learn = partial(learn_world, ws, wout, common, args.model, num_stage1_retain=stage1_retain, purge=args.purge)
         stage1 = partial(train_stage1, Stage1Config(model=str(model["pretrain"]), out=str(wout / "stage1"), seed=ws,
-                                                    data=str(world_dirs[ws] / "stage1.jsonl"), **STAGE1, **common))
+                                                    data=str(world_dirs[ws] / "stage1.jsonl"), **profile["stage1"],
+                                                    **common))
         evals[ws] = {
             "pretrained": run_unit(f"world{ws}/learn", ("learn world", learn),
                                    ("evaluation", partial(evaluate, model["pretrain"], world_dirs[ws], device))),
@@ -260,12 +327,17 @@ def main(argv=None) -> int:
     report = {
         "command": store.command, "wall_seconds": time.perf_counter() - t_start, "phase_seconds": phases,
         "units_kept": len(store.kept), "units_missing": store.missing,
-        "settings": {"worlds": worlds, "seeds": args.seeds, "steps": args.steps, "tail": tail, "world": WORLD,
-                     "stage1_data": {**STAGE1_DATA, "num_stage1_retain": args.stage1_retain}, "model": MODEL,
-                     "parameters": AutoModelForCausalLM.from_pretrained(out / f"world{first}" / "base").num_parameters(),
-                     "learn_world": LEARN_WORLD, "stage1": STAGE1, "stage2": STAGE2, "replay": replay_settings,
+        "settings": {"worlds": worlds, "seeds": args.seeds, "steps": args.steps, "tail": tail,
+                     "world": profile["world"],
+                     "stage1_data": {**profile["stage1_data"], "num_stage1_retain": stage1_retain},
+                     "model": {"path": settings["--model"], "files": model_files} if args.model else MODEL,
+                     "parameters": AutoModelForCausalLM.from_pretrained(
+                         args.model or out / f"world{first}" / "base").num_parameters(),
+                     "learn_world": profile["learn_world"], "stage1": profile["stage1"], "stage2": profile["stage2"],
+                     "replay": replay_settings,
                      "replay_scaling": "paper (RWKU): tau 0.6, min_groups 100, warm-up 15, 32 groups; scaled to "
-                                       "96 Stage 2 prompts: min_groups 24, warm-up 8, 16 groups",
+                                       + ("32 Stage 2 prompts, 4 a step: min_groups 4, warm-up 1, 4 groups"
+                                          if args.model else "96 Stage 2 prompts: min_groups 24, warm-up 8, 16 groups"),
                      "late_window_from_step": warmup + 1, "interval_unit": unit},
         "evaluation": evaluation, "per_world": {str(ws): evals[ws] for ws in worlds}, "training": training,
         "hard_case_gap": hard_case_gap(hard, worlds, unit), "hard_cases": hard_cases, "hard_cases_world": first,

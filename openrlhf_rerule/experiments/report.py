@@ -178,8 +178,11 @@ def plot_all(out: Path, runs: dict, hard_ids: list[str], prompts: dict, activati
         rows = [read_log(d / "metrics.jsonl") for d in runs[method]]
         steps = [r["step"] for r in rows[0]]
         for ax, key in zip(axes, ("rollout/hard_frac", "rollout/reward_forget", "rollout/reward_boundary")):
-            ys = [statistics.fmean(run[i][key] for run in rows) for i in range(len(steps))]
-            ax.plot(steps, ys, color=COLORS[method], label=LABELS[method])
+            # A step whose few prompts (the --model profile draws 4) hold no prompt of a kind has no reward for it.
+            points = [(step, statistics.fmean(values)) for i, step in enumerate(steps)
+                      if (values := [run[i][key] for run in rows if key in run[i]])]
+            ax.plot(*(zip(*points) if points else ([], [])), marker="o", ms=3, color=COLORS[method],
+                    label=LABELS[method])
             ax.set_title(key + f" (mean of {len(rows)} seeds)", fontsize=9)
             ax.set_xlabel("step")
     for ax in axes:
@@ -217,6 +220,9 @@ def write_report(out: Path, report: dict) -> None:
              f"({', '.join(f'{k} {v:.0f} s' for k, v in report['phase_seconds'].items())}"
              # phases are the units' own times: a resumed run's wall time leaves out the units it kept
              f"{f'; {kept} finished units kept from an earlier run' if (kept := report['units_kept']) else ''})  ",
+             # --model: the pretrained folder; otherwise each world's own tiny model
+             f"Model: {cfg['model']['path'] if 'path' in cfg['model'] else 'a tiny word-level Llama per world'} "
+             f"({cfg['parameters']:,} parameters)  ",
              f"Worlds (world seeds): {', '.join(map(str, worlds))}; Stage 2 seeds per world: "
              f"{', '.join(map(str, range(cfg['seeds'])))}", "",
              *([f"**Incomplete run** (`--report_only`): {len(gone)} unit(s) not finished ({', '.join(gone[:4])}"

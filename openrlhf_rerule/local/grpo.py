@@ -195,7 +195,9 @@ class GRPOTrainer:
                "rollout/zero_variance_frac": float(ro["stats"].zero_variance.float().mean()),
                "rollout/hard_frac": float((ro["stats"].mean < tau).float().mean()),
                "rollout/response_len": float(ro["mask"].sum(-1).float().mean()),
-               "rollout/truncated_frac": float(ro["mask"].all(-1).float().mean())}
+               # no EOS among the kept tokens (mask.all also counted a response whose EOS was the batch's last token)
+               "rollout/truncated_frac": 1.0 - float((ro["mask"] & (ro["responses"] == self.tokenizer.eos_token_id))
+                                                     .any(-1).float().mean())}
         kinds = [r.get("kind", "") for r in ro["rows"] for _ in range(n)]
         for kind in sorted(set(kinds)):
             idx = [i for i, k in enumerate(kinds) if k == kind]
