@@ -4,7 +4,7 @@ Every input file is read and checked before the model is loaded; all problems ar
 Flags use OpenRLHF's underscore spelling (--batch_size); the hyphen spelling (--batch-size) is accepted too
 (the `rerule` convention, openrlhf_rerule/cli/__init__.py)."""
 
-import importlib.util
+import importlib.metadata
 import json
 import os
 import sys
@@ -167,9 +167,11 @@ def check_inputs(args) -> dict:
             counted_texts(args.unlearning_data)
     except (EvalDataError, UserError) as e:  # UserError: a training-data file that does not read (data.schema)
         problems.lines += str(e).splitlines()
+    # vLLM's own distribution (its CUDA or its CPU build), not whatever answers to `import vllm` (a stub)
+    has_vllm = bool(importlib.metadata.packages_distributions().get("vllm"))
     if args.engine == "auto":  # resolved here, so the summary's settings name the engine that ran
-        args.engine = "hf" if importlib.util.find_spec("vllm") is None else "vllm"
-    if args.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        args.engine = "vllm" if has_vllm else "hf"
+    if args.engine == "vllm" and not has_vllm:
         problems.add(f"--engine vllm: vLLM is not installed in {sys.prefix}: install it (GPU: `pip install "
                      "vllm`; CPU: the e2e environment, `make install-e2e`) or use --engine hf")
     judge_model = getattr(args, "judge_model", None) or os.environ.get("RERULE_JUDGE_MODEL")
