@@ -6,7 +6,8 @@ greedy text is identical, and every metric's difference between the two engines.
 
 Each evaluation is the real command (`python -m openrlhf_rerule.eval.cli`) in its own process, so engine start-up
 and model loading count, as they do for a user. The engines alternate (hf, vllm, hf, vllm, ...) over --repeats, so
-load on a shared machine falls on both; the table gives medians and the ratio of medians. Needs vLLM: run it from
+load on a shared machine falls on both; the table gives medians and the ratio of medians, of wall time and of CPU
+time (user + system of the run, what it cost whatever else the machine ran). Needs vLLM: run it from
 the e2e environment (.venv-e2e) or any environment with vllm. Measured numbers: docs/evaluation.md#engines."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,19 +44,20 @@ def subset_copy(src: Path, dst: Path, limit: int) -> Path:
     return dst
 
 
-def evaluate(bench: str, engine: str, args, data: str, out: Path, extra: list[str]) -> float:
-    """Wall seconds of one `rerule eval` run; its stderr goes to OUT.log (a failing run stops the benchmark)."""
+def evaluate(bench: str, engine: str, args, data: str, out: Path, extra: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of one `rerule eval` run; its output goes to OUT/run.log (a failing
+    run stops the benchmark). CPU seconds say what the run cost when the machine is shared and wall time is not."""
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "openrlhf_rerule.eval.cli", bench, "--model", args.model, "--data", data,
            "--out", str(out), "--engine", engine, "--cpu_threads", str(args.cpu_threads),
            "--batch_size", str(args.batch_size), *extra]
-    start = time.perf_counter()
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     with open(out / "run.log", "w") as log:
         done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
+    seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         sys.exit(f"eval_engines: {' '.join(cmd)} exited {done.returncode}; see {out / 'run.log'}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def numbers(summary: dict, prefix: str = "") -> dict[str, float]:
@@ -120,17 +123,22 @@ def main(argv=None) -> int:
     for bench, data, extra in benches:
         if args.limit and bench != "rwku":
             data = str(subset_copy(Path(data), out / "data" / bench, args.limit))
-        seconds = {"hf": [], "vllm": []}
+        seconds, cpu = {"hf": [], "vllm": []}, {"hf": [], "vllm": []}
         for r in range(args.repeats):
             for engine in seconds:
-                seconds[engine].append(evaluate(bench, engine, args, data, out / bench / f"{engine}{r}", extra))
-                print(f"{bench} {engine} run {r + 1}: {seconds[engine][-1]:.1f} s", flush=True)
+                wall, used = evaluate(bench, engine, args, data, out / bench / f"{engine}{r}", extra)
+                seconds[engine].append(wall)
+                cpu[engine].append(used)
+                print(f"{bench} {engine} run {r + 1}: {wall:.1f} s wall, {used:.1f} s CPU", flush=True)
         found = compare(bench, out / bench / "hf0", out / bench / "vllm0", tokenizer)
         medians = {e: statistics.median(s) for e, s in seconds.items()}
-        report["benchmarks"][bench] = {"data": str(Path(data).resolve()), "seconds": seconds, "median": medians,
-                                       "ratio": medians["hf"] / medians["vllm"], **found}
-        print(f"\n## {bench}: transformers {medians['hf']:.1f} s, vLLM {medians['vllm']:.1f} s (medians of "
-              f"{args.repeats}), ratio {medians['hf'] / medians['vllm']:.2f}x\n")
+        cpu_medians = {e: statistics.median(s) for e, s in cpu.items()}
+        report["benchmarks"][bench] = {"data": str(Path(data).resolve()), "seconds": seconds, "cpu_seconds": cpu,
+                                       "median": medians, "ratio": medians["hf"] / medians["vllm"],
+                                       "cpu_ratio": cpu_medians["hf"] / cpu_medians["vllm"], **found}
+        print(f"\n## {bench}: transformers {medians['hf']:.1f} s wall / {cpu_medians['hf']:.1f} s CPU, vLLM "
+              f"{medians['vllm']:.1f} s / {cpu_medians['vllm']:.1f} s (medians of {args.repeats}): "
+              f"{medians['hf'] / medians['vllm']:.2f}x wall, {cpu_medians['hf'] / cpu_medians['vllm']:.2f}x CPU\n")
         print("| part | items | identical greedy text | new tokens (transformers) |\n|---|---|---|---|")
         for part, c in found["parts"].items():
             print(f"| {part} | {c['items']} | {c['identical']} ({c['identical'] / c['items']:.0%}) | "
