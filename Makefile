@@ -55,15 +55,15 @@ $(REAL_STAMP): $(E2E_STAMP) openrlhf_rerule/data/real_model.py
 
 # Everything: the fast and slow suites, then the real OpenRLHF end-to-end tests. This is what CI runs.
 test: install install-e2e
-	$(BIN)/python -m pytest -q -m "not e2e" tests
-	$(E2E_BIN)/python -m pytest -q -m e2e tests/e2e
+	$(BIN)/python -m pytest -q --durations=15 -m "not e2e" tests
+	$(E2E_BIN)/python -m pytest -q --durations=15 -m e2e tests/e2e
 
 # Day-to-day: no slow tests, no e2e.
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not e2e" tests
 
 test-e2e: install-e2e
-	$(E2E_BIN)/python -m pytest -q -m e2e tests/e2e
+	$(E2E_BIN)/python -m pytest -q --durations=15 -m e2e tests/e2e
 
 demo: install
 	$(BIN)/rerule demo --out runs/demo

@@ -99,6 +99,9 @@ class Strategy:
         os.makedirs(os.path.join(path, tag))  # what DeepSpeed's save_checkpoint leaves on disk
         self.saved[tag] = copy.deepcopy(client_states)
 
+    def _read_ckpt_metric(self, path):  # the policy actor's rotation reads it (the stub writes no metric file)
+        return None
+
 
 class Group:
     """Ray actor-group boundary: the same calls as RayActorGroup, on local objects (one DP rank)."""

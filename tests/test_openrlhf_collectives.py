@@ -25,8 +25,8 @@ from openrlhf_rerule.openrlhf.args import check_replay_compatible
 from openrlhf_rerule.replay import StoredGroup
 
 pytestmark = pytest.mark.slow
-TIMEOUT = 120  # seconds for a whole two-process run; a collective mismatch is a hang, cut off here
-GLOO_TIMEOUT = 20  # seconds a rank waits in one collective
+TIMEOUT = 600  # seconds for a whole two-process run (about 30 s alone); a collective mismatch is a hang, cut off here
+GLOO_TIMEOUT = 60  # seconds a rank waits in one collective (the control below waits this long)
 
 # (train batch, train micro-batch, rollout batch, rollout micro-batch, groups of n = 4), each accepted by the
 # start-up checks at two ranks: one replay optimizer step of two micro-batches per rank; three optimizer steps;

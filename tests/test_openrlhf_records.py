@@ -28,7 +28,7 @@ from openrlhf_rerule.openrlhf.records import stage1_record
 from openrlhf_rerule.local.tiny import save_tiny_model
 from openrlhf_rerule.provenance import read_model_record, tokenizer_fingerprint, write_model_record, write_sidecar
 
-TIMEOUT = 120  # seconds for the two-rank run; a rank waiting for a collective the other skips hangs until then
+TIMEOUT = 600  # seconds for the two-rank run (hangs only); a rank waiting for a collective the other skips hangs until then
 
 
 def sft_args(model, data, out, *flags):
@@ -202,7 +202,7 @@ def rank_main(rank, world, port, model_dir, root, sft_argv, grpo_argv):
     torch.set_num_threads(1)
     torch.cuda.synchronize = lambda *a, **kw: None  # (OpenRLHF's barrier helper also synchronises CUDA)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=30))
+                            timeout=datetime.timedelta(seconds=60))
     calls, writes = [], []
     for name in ("all_reduce", "all_gather", "broadcast", "barrier", "reduce_scatter"):
         real = getattr(dist, name)

@@ -6,7 +6,9 @@ The driver stages the replayed experiences before the step's `fit`; `fit` then r
 replay update back to back, so that under `--ds.enable_sleep` both share OpenRLHF's one reload/offload window.
 """
 
+import math
 import os
+import shutil
 import time
 
 import ray
@@ -142,8 +144,30 @@ class RecordingPolicyModel(PolicyModelActor.__ray_actor_class__):
             write_model_record(args.ckpt.output_dir, {**args.rerule_record, "steps": steps})
 
     def save_checkpoint(self, tag, client_states=None, metric_value=None, metric_key=None):
-        super().save_checkpoint(tag, client_states, metric_value, metric_key)
+        # OpenRLHF's strategy.save_ckpt deletes the checkpoint it rotates out *before* DeepSpeed writes the new one,
+        # so under --ckpt.max_num 1 a kill during a save left no complete checkpoint (`latest` naming a deleted
+        # folder). Here it rotates with one slot more, and the checkpoint it would have deleted goes once the new
+        # one is complete. Rank 0 only: the other ranks wait at save_ckpt's barrier, which comes before any write.
         args = self.strategy.args
+        save_dir, max_num = os.path.join(args.ckpt.path, "_actor"), args.ckpt.max_num
+        rotating = self.strategy.is_rank_0() and not self.disable_ds_ckpt and not tag.startswith("best")
+        if rotating and os.path.isdir(os.path.join(save_dir, tag)):
+            # an interrupted save's leftover (the run resumed from the checkpoint before it): it must not take a slot
+            shutil.rmtree(os.path.join(save_dir, tag))
+        args.ckpt.max_num = max_num + 1
+        try:
+            super().save_checkpoint(tag, client_states, metric_value, metric_key)
+        finally:
+            args.ckpt.max_num = max_num
+        if rotating:  # save_ckpt's order (openrlhf/utils/deepspeed/deepspeed.py): no metric, worst metric, oldest
+            older = [os.path.join(save_dir, d) for d in os.listdir(save_dir)
+                     if d != tag and not d.startswith("best") and os.path.isdir(os.path.join(save_dir, d))]
+            metric = {path: self.strategy._read_ckpt_metric(path) for path in older}
+            older.sort(key=lambda p: (metric[p] is not None, -math.inf if metric[p] is None else metric[p],
+                                      os.path.getmtime(p)))
+            for path in older[:max(0, len(older) + 1 - max_num)]:
+                shutil.rmtree(path)
+                self.strategy.print(f"Deleted checkpoint {path} (rotated out once {tag} was complete)")
         if self.strategy.is_rank_0():
             for folder in (os.path.join(args.ckpt.path, "_actor", tag), os.path.join(args.ckpt.path, f"{tag}_hf")):
                 if os.path.isdir(folder):  # (no DeepSpeed folder under --ckpt.disable_ds, no HF one without save_hf)

@@ -2,7 +2,8 @@
 0.11.2's `openrlhf.cli.train_ppo_ray`, plus `--replay.*` and `--allow_format_change`.
 
 Before Ray starts: the labels fit the reward, whole rollout batches only, and the model records agree with the run
-(records.stage2_record: tokenizers, prompt format; exit 2 with one line otherwise).
+(records.stage2_record: tokenizers, prompt format; exit 2 with one line otherwise), and a resumed run's checkpoint
+is there (resume.py).
 Without `--replay.enable` it is OpenRLHF's own `train(args)` with one class exchanged: the policy actor
 (`RecordingPolicyModelActor`), which only adds rerule_model.json to the folders it saves. The RULE baseline is
 vanilla GRPO (on whole rollout batches only, as RULE's own trainer: `whole_batches.py`).
@@ -16,6 +17,7 @@ from unittest import mock
 from .args import add_stage2_arguments, check_replay_compatible, replay_config_from_args, run_openrlhf_main
 from .compat import import_openrlhf
 from .records import stage2_record
+from .resume import check_resumable
 from .reward_labels import check_reward_labels
 from .whole_batches import whole_batches
 
@@ -26,6 +28,7 @@ def train(args) -> None:
 
     check_reward_labels(args)  # a label the reward variant cannot score would train on zeros: refused (exit 2)
     whole_batches(args)  # both arms: no step on a short rollout batch (lowers --data.max_samples, says so)
+    check_resumable(args)  # --ckpt.load_enable: the checkpoint `latest` names is there (exit 2 otherwise)
     if args.replay.enable:
         check_replay_compatible(args)
         replay_config_from_args(args)  # fail on a bad value here, before Ray starts anything

@@ -42,7 +42,7 @@ def evaluate(bench: str, model: Path, data: Path, out: Path, engine: str, *extra
             torch.set_num_threads(threads)
     else:
         done = subprocess.run([sys.executable, "-m", "openrlhf_rerule.eval.cli", *argv], capture_output=True,
-                              text=True, timeout=600)
+                              text=True, timeout=1200)
         assert done.returncode == 0, done.stderr[-3000:]
     return (json.loads((out / f"{bench}_summary.json").read_text()),
             json.loads((out / f"{bench}_items.json").read_text()))
@@ -80,7 +80,7 @@ def fixture_model(tmp_path_factory):
     return folder
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 # RWKU: generation with stop ids, TruthfulQA's log-probs, MIA and MMLU through transformers; TOFU: answer NLLs
 # scored from an offset. MUSE's PrivLeak is the same whole-text log-probs as TruthfulQA's, and is left out for time.
 @pytest.mark.parametrize("bench, extra", [("rwku", ()), ("tofu", ("--split", "forget01"))])
@@ -101,7 +101,7 @@ def test_vllm_engine_matches_transformers_on_the_fixtures(fixture_model, tmp_pat
             assert value == pytest.approx(theirs[key], abs=LOGPROB_TOLERANCE), key
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_vllm_engine_matches_transformers_on_the_real_model(tmp_path):
     if not (REAL_MODEL / "config.json").is_file():
         pytest.fail(f"no real model at {REAL_MODEL}: `make install-e2e` builds it (or set RERULE_REAL_MODEL)")

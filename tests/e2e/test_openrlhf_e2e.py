@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from e2e_stack import REPO, dump, parse_steps, stage2_env, sync_ratio
+from e2e_stack import REPO, RUN_TIMEOUT, dump, parse_steps, stage2_env, sync_ratio
 
 pytestmark = pytest.mark.e2e
 
@@ -124,10 +124,10 @@ def test_rule_through_our_entry_point_matches_openrlhf_own(stack, stage1, world,
     with open(log, "w") as out:
         proc = subprocess.Popen(argv, env={**env, "DRY_RUN": "0"}, stdout=out, stderr=subprocess.STDOUT)
         try:
-            proc.wait(timeout=300)
+            proc.wait(timeout=RUN_TIMEOUT)
         except subprocess.TimeoutExpired:
             proc.kill()
-            pytest.fail("OpenRLHF's own train_ppo_ray ran past 300 s")
+            pytest.fail(f"OpenRLHF's own train_ppo_ray ran past {RUN_TIMEOUT} s")
     upstream, ours = parse_steps(log.read_text()), rule.steps
     dump("upstream", upstream)
     assert sorted(upstream) == sorted(ours) == list(range(1, STEPS + 1))
@@ -150,7 +150,7 @@ def test_kill_and_resume_restores_the_buffer_and_replay_goes_on(stack, stage1, w
     env = stage2_env(stage1, world, SAVE_STEPS="2", CKPT_MAX_NUM="2")
     replay_dir = tmp_path / "rwku" / "rerule" / "ckpt" / "_replay"
     first = stack.recipe("train_rerule_rwku.sh", tmp_path, env, background=True)
-    deadline = time.time() + 300
+    deadline = time.time() + RUN_TIMEOUT
     while not (replay_dir / "global_step4.pt").exists():  # two checkpoints in, replay active since step 3
         assert first.proc.poll() is None and time.time() < deadline, first.log[-3000:]
         time.sleep(0.5)

