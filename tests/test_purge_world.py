@@ -164,3 +164,86 @@ def test_reduced_demo_with_purge_arms(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "## PURGE beside RULE and ReRULE" in text and "| PURGE+replay |" in text
     assert (tmp_path / "plots" / "purge_arms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pagerank_data_matches_the_data_commands(tmp_path, capsys):
+    """`rerule demo --purge --purge_reward pagerank` weighs each forget person's terms with the model PURGE starts
+    from: the same labels as `rerule data purge weights` + `rerule data purge stage2 --weights` make from the world's
+    files, and purge_pagerank charges the weights of the terms named."""
+    from openrlhf_rerule.local.tiny import save_tiny_model
+    from openrlhf_rerule.rewards import make_scorer
+
+    world = build_world(seed=1, num_forget=2, num_boundary=1, num_retain=1, purge=True)
+    world.write(tmp_path / "world")
+    model = save_tiny_model(world.all_texts(), tmp_path / "model", hidden_size=32, num_layers=1, num_heads=2)
+    purge_arms.write_pagerank_data(tmp_path / "world", model)
+    rows = read_jsonl(tmp_path / "world" / purge_arms.PAGERANK_DATA, "stage2")
+    plain = read_jsonl(tmp_path / "world" / purge_arms.DATA, "stage2")
+    assert [{k: v for k, v in r.items() if k != "label"} for r in rows] == [
+        {k: v for k, v in r.items() if k != "label"} for r in plain]
+    score = make_scorer("purge_pagerank")
+    for person in world.group("forget"):
+        n, entities = person.name, tmp_path / "world" / "purge" / "entities" / f"{person.name.replace(' ', '_')}.json"
+        questions = tmp_path / f"{n}.jsonl"
+        questions.write_text("".join(json.dumps({"prompt": r["prompt"]}) + "\n" for r in plain if r["target"] == n))
+        assert rerule(["data", "purge", "weights", "--entities", str(entities), "--target", n, "--model", str(model),
+                       "--out", str(tmp_path / f"{n}.weights.json")]) == 0
+        assert rerule(["data", "purge", "stage2", "--questions", str(questions), "--entities", str(entities),
+                       "--weights", str(tmp_path / f"{n}.weights.json"), "--out", str(tmp_path / f"{n}.stage2.jsonl")]) == 0
+        theirs = read_jsonl(tmp_path / f"{n}.stage2.jsonl", "stage2")
+        mine = [r for r in rows if r["target"] == n]
+        assert [r["label"] for r in mine] == [r["label"] for r in theirs]
+        items = json.loads(mine[0]["label"])
+        weights = dict(zip(items[2:items.index("<pagerank>")], items[items.index("<pagerank>") + 1:]))
+        assert list(weights) == [n, person.city, person.profession, person.employer, person.book]
+        assert score(f"born in {person.city}, works for {person.employer}.", mine[0]["label"]).reward == \
+            pytest.approx(max(0.0, 1 - weights[person.city] - weights[person.employer]))
+        assert score("nothing to say.", mine[0]["label"]).reward == 1.0
+
+
+def test_purge_reward_needs_purge(tmp_path, capsys):
+    from openrlhf_rerule.experiments.demo import main
+
+    assert main(["--out", str(tmp_path / "out"), "--purge_reward", "exp_decay"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--purge_reward exp_decay without --purge" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reward", ["exp_decay", "pagerank"])
+def test_reduced_demo_with_a_graded_purge_reward(tmp_path, reward):
+    """The PURGE arms train with the graded reward they are given (every reward one the definition allows for the
+    prompt's label); a rerun with another reward is refused."""
+    import itertools
+    import math
+
+    from openrlhf_rerule.experiments.demo import main
+    from openrlhf_rerule.local.metrics import read_log
+
+    argv = ["--out", str(tmp_path), "--worlds", "1", "--seeds", "1", "--steps", "3", "--progress", "false",
+            "--purge", "--purge_reward", reward, "--replay.warmup_steps", "1", "--replay.min_groups", "4"]
+    assert main(argv) == 0
+    purge = json.loads((tmp_path / "report.json").read_text())["purge"]
+    assert purge["reward"] == reward and {a["reward_variant"] for a in purge["arms"].values()} == {f"purge_{reward}"}
+    world = tmp_path / "world0" / "world"
+    labels = {r["prompt_id"]: r["label"] for r in read_jsonl(world / purge_arms.overrides(reward)["data"], "stage2")}
+    for arm in purge["arms"]:
+        run = tmp_path / "world0" / "stage2" / arm / "seed0"
+        history = read_log(run / "reward_history.jsonl")
+        assert len(read_log(run / "metrics.jsonl")) == 3 and history
+        for group in history:
+            if reward == "exp_decay":  # e^-m: m counts every mention (findall), so a whole number of them
+                possible = [math.exp(-m) for m in range(40)]
+            else:  # 1 - the weights of the distinct terms named, clamped at 0: one value per subset of the terms
+                items = json.loads(labels[group["prompt_id"]])
+                weights = items[items.index("<pagerank>") + 1:]
+                possible = [max(0.0, 1 - sum(w for w, bit in zip(weights, mask) if bit))
+                            for mask in itertools.product((0, 1), repeat=len(weights))]
+            assert all(min(abs(r - p) for p in possible) < 1e-6 for r in group["rewards"]), (group, possible)
+    values = {r for arm in purge["arms"] for g in read_log(tmp_path / "world0" / "stage2" / arm / "seed0" /
+                                                         "reward_history.jsonl") for r in g["rewards"]}
+    assert values - {0.0, 1.0}, values
+    assert f"`--reward_variant purge_{reward}`" in (tmp_path / "report.md").read_text()
+    other = "exp_decay" if reward == "pagerank" else "pagerank"
+    assert main([*argv[:-6], "--purge_reward", other, *argv[-4:]]) == 2  # another reward: other settings, refused

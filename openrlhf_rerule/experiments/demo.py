@@ -126,6 +126,11 @@ def build_parser() -> Parser:
                    help="also run PURGE (binary forbidden-term reward, from the pretrained model, forget questions "
                         "only), PURGE + hard-case replay and PURGE + replay with require_variance, and report them "
                         "beside RULE and ReRULE (about doubles the Stage 2 time)")
+    p.add_argument("--purge_reward", default="binary", choices=purge_arms.REWARDS,
+                   help="the PURGE arms' reward: binary (the paper's), exp_decay (e^-m, m = mentions counted) or "
+                        "pagerank (1 - the summed PageRank weights of the terms named; the weights computed per "
+                        "forget person from the model PURGE starts from), the graded rewards of the authors' "
+                        "follow-up (docs/purge.md)")
     p.add_argument("--restart", action="store_true",
                    help="delete the run under --out (experiment.json, units/, world*/, the report) and start over; "
                         "without it a rerun resumes, and a rerun with other settings is refused")
@@ -198,6 +203,8 @@ def main(argv=None) -> int:
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # weight-loading bars would drown the training bars
     out = Path(args.out)
+    if args.purge_reward != "binary" and not args.purge:
+        raise UserError(f"--purge_reward {args.purge_reward} without --purge: it sets the PURGE arms' reward")
     if args.model:  # checked before anything is loaded or written (Units writes experiment.json, --restart deletes)
         if args.purge:
             raise UserError("--purge with --model: the PURGE arms' settings are the tiny model's and were not measured "
@@ -222,6 +229,8 @@ def main(argv=None) -> int:
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
     settings = {"--worlds": args.worlds, "--seeds": args.seeds, "--steps": args.steps, "--world_seed": args.world_seed,
                 "--stage1_retain": stage1_retain, "--purge": args.purge, "--device": device,
+                # absent for the binary reward, so runs from before --purge_reward existed still resume
+                **({"--purge_reward": args.purge_reward} if args.purge_reward != "binary" else {}),
                 "--cpu_threads": args.cpu_threads, **{f"--replay.{k}": v for k, v in {**DEMO_REPLAY, **replay_settings}
                                                      .items() if k not in ("enable", "seed")},
                 # absent (None) for the tiny model, so runs from before --model existed still resume
@@ -237,7 +246,7 @@ def main(argv=None) -> int:
     # arm -> (start model, replay overrides, Stage 2 overrides, phase); PURGE starts from the pretrained model.
     arms = {**{m: ("stage1", {"enable": m == "rerule"}, profile["stage2"], "stage 2") for m in METHODS},
             **({arm: ("pretrain", {**(extra or {}), "enable": extra is not None},
-                      dict(data=purge_arms.DATA, **purge_arms.OVERRIDES), "purge stage 2")
+                      purge_arms.overrides(args.purge_reward), "purge stage 2")
                 for arm, extra in purge_arms.ARMS.items()} if args.purge else {})}
     runs, evals, world_dirs = {}, {}, {}
 
@@ -266,6 +275,10 @@ def main(argv=None) -> int:
                                                     **common))
         evals[ws] = {
             "pretrained": run_unit(f"world{ws}/learn", ("learn world", learn),
+                                   # purge_pagerank's weights, from the model the PURGE arms start from
+                                   *([("learn world", partial(purge_arms.write_pagerank_data, world_dirs[ws],
+                                                              model["pretrain"]))]
+                                     if args.purge_reward == "pagerank" else []),
                                    ("evaluation", partial(evaluate, model["pretrain"], world_dirs[ws], device))),
             "stage1": run_unit(f"world{ws}/stage1", ("stage 1", stage1),
                                ("evaluation", partial(evaluate, model["stage1"], world_dirs[ws], device))),
@@ -321,7 +334,7 @@ def main(argv=None) -> int:
     claims = demo_claims(evals, hard, worlds)
     purge = None
     if args.purge:
-        purge = purge_arms.purge_section(evals, runs, worlds, tail, warmup, tau)
+        purge = purge_arms.purge_section(evals, runs, worlds, tail, warmup, tau, args.purge_reward)
         plots.append(purge_arms.plot(out, purge, runs, first))
         purge["markdown"] = purge_arms.markdown(purge, plots[-1])
     report = {

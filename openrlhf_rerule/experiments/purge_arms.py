@@ -1,10 +1,14 @@
 """PURGE beside RULE and ReRULE in the demo's worlds (`rerule demo --purge`): does hard-case replay help a binary
-reward, and how often are the groups it stores all-fail or all-pass?
+reward, and how often are the groups it stores all-fail or all-pass? And with the graded rewards of the authors'
+follow-up (`--purge_reward exp_decay | pagerank`), which give a group that names one term and one that names four
+different rewards: do fewer groups carry no gradient, and does replay then pay?
 
 PURGE (Zaradoukas et al., arXiv 2601.20568) has no refusal SFT and no retain or neighbour data: GRPO from the
 model that learned the world, on the forget questions only, with `--reward_variant purge_binary` (1 when the
 completion names none of the person's terms: `build_world(purge=True)` gives each forget person the name and the
-four attribute values). Arms, each with the demo's Stage 2 settings, steps and seeds:
+four attribute values; `purge_exp_decay`: e^-m for m mentions; `purge_pagerank`: 1 minus the PageRank weights of
+the terms named, the weights from the model the arms start from, `write_pagerank_data`). Arms, each with the demo's
+Stage 2 settings, steps and seeds:
 
 - ``purge``: plain GRPO;
 - ``purge_replay``: + hard-case replay with the demo's (ReRULE arm's) replay settings;
@@ -18,6 +22,7 @@ forbidden value (a city, employer or profession it shares with a forget person) 
 
 from __future__ import annotations
 
+import json
 import statistics
 from functools import partial
 from pathlib import Path
@@ -30,10 +35,37 @@ from openrlhf_rerule.rewards.purge import parse_purge_label, term_pattern
 from .report import fmt, hard_case_rewards, mean_std
 
 DATA = "purge/stage2.jsonl"
+PAGERANK_DATA = "purge/stage2_pagerank.jsonl"  # DATA with each label's PageRank weights (write_pagerank_data)
+REWARDS = ("binary", "exp_decay", "pagerank")  # --purge_reward: reward variant purge_<name>
 ARMS = {"purge": None, "purge_replay": {}, "purge_replay_variance": {"require_variance": True}}  # replay overrides
 LABELS = {"pretrained": "pretrained", "stage1": "Stage 1", "rule": "RULE", "rerule": "ReRULE", "purge": "PURGE",
           "purge_replay": "PURGE+replay", "purge_replay_variance": "PURGE+replay, require_variance"}
-OVERRIDES = dict(reward_variant="purge_binary")  # over the demo's STAGE2; the start model is the pretrained one
+
+
+def overrides(reward: str) -> dict:
+    """The PURGE arms' Stage 2 settings over the demo's STAGE2 (the start model is the pretrained one)."""
+    return dict(data=PAGERANK_DATA if reward == "pagerank" else DATA, reward_variant=f"purge_{reward}")
+
+
+def write_pagerank_data(world_dir: Path, model_dir: Path) -> None:
+    """PAGERANK_DATA: DATA's rows with PageRank weights in their labels, computed once per forget person from
+    `model_dir` (the model PURGE starts from, as the authors' src/purge.py:112 computes them from the policy before
+    training), exactly as `rerule data purge weights` + `rerule data purge stage2 --weights` make them."""
+    from openrlhf_rerule.atomic import atomic_path
+    from openrlhf_rerule.data.purge_weights import term_embeddings
+    from openrlhf_rerule.rewards.purge import purge_label
+    from openrlhf_rerule.rewards.purge_pagerank import forget_set, pagerank_weights
+
+    weighted, rows = {}, []
+    for row in read_jsonl(world_dir / DATA, "stage2"):
+        target, terms = parse_purge_label(row["label"])
+        if target not in weighted:
+            order = forget_set(target, list(terms))
+            result = pagerank_weights(target, order[1:], term_embeddings(str(model_dir), order))
+            weighted[target] = (result["terms"], result["weights"])
+        rows.append({**row, "label": purge_label(target, *weighted[target])})
+    with atomic_path(world_dir / PAGERANK_DATA) as tmp:
+        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 # (split, metric, direction): the comparison table's columns
 COLUMNS = [("forget", "accuracy", "↓"), ("heldout_forget", "accuracy", "↓"), ("terms", "forget_mention_rate", "↓"),
            ("terms", "forget_value_mention_rate", "↓"), ("terms", "heldout_forget_value_mention_rate", "↓"),
@@ -120,7 +152,8 @@ def over_worlds(per_world: list[list[float | None]], by_seed: bool = False) -> d
     return mean_std(means) if means else {"mean": None, "std": 0.0, "lo": None, "hi": None, "n": 0, "values": []}
 
 
-def purge_section(evals: dict, runs: dict, worlds: list[int], tail: int, warmup: int, tau: float) -> dict:
+def purge_section(evals: dict, runs: dict, worlds: list[int], tail: int, warmup: int, tau: float,
+                  reward: str = "binary") -> dict:
     """The PURGE comparison over worlds (a world's value is the mean of its seeds): evaluation, training and
     paired differences, each with a 95% t-interval over worlds."""
     models = ("pretrained", "stage1", "rule", "rerule", *ARMS)
@@ -153,8 +186,8 @@ def purge_section(evals: dict, runs: dict, worlds: list[int], tail: int, warmup:
             cells["hard-case training reward (after the warm-up)"] = over(
                 [[h[b] - h[a] for h in hard[ws] if h["hard_ids"]] for ws in worlds])
         differences[f"{b} - {a}"] = cells
-    return {"unit": "seed" if len(worlds) == 1 else "world", "arms": {arm: {"replay": overrides, "start": "pretrained", "data": DATA, **OVERRIDES}
-                     for arm, overrides in ARMS.items()},
+    return {"unit": "seed" if len(worlds) == 1 else "world", "reward": reward,
+            "arms": {arm: {"replay": replay, "start": "pretrained", **overrides(reward)} for arm, replay in ARMS.items()},
             "evaluation": evaluation, "training": training, "differences": differences}
 
 
@@ -163,7 +196,8 @@ def markdown(section: dict, plot: str | None) -> list[str]:
     ev, tr = section["evaluation"], section["training"]
     lines = ["## PURGE beside RULE and ReRULE (`--purge`)", "",
              f"PURGE arms start from the pretrained model (no Stage 1), train on the forget questions only "
-             f"(`{DATA}`, `--reward_variant purge_binary`; terms: the person's name and four attribute values), with "
+             f"(`{overrides(section['reward'])['data']}`, `--reward_variant purge_{section['reward']}`; terms: the "
+             "person's name and four attribute values), with "
              f"the demo's Stage 2 settings, steps and seeds. Mean [95% t-interval] over {section['unit']}s; greedy "
              "decoding. *mention* = answers naming any term (the name counts: a refusal that names the person is a "
              "mention); *value mention* = naming an attribute value; *forbidden-value accuracy* = boundary and retain "

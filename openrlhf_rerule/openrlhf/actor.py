@@ -159,7 +159,8 @@ class RecordingPolicyModel(PolicyModelActor.__ray_actor_class__):
             super().save_checkpoint(tag, client_states, metric_value, metric_key)
         finally:
             args.ckpt.max_num = max_num
-        if rotating:  # save_ckpt's order (openrlhf/utils/deepspeed/deepspeed.py): no metric, worst metric, oldest
+        if rotating and os.path.isdir(save_dir):  # save_ckpt's order (openrlhf/utils/deepspeed/deepspeed.py): no
+            # metric, worst metric, oldest. (No folder here: it went to another node's disk, which the driver reports.)
             older = [os.path.join(save_dir, d) for d in os.listdir(save_dir)
                      if d != tag and not d.startswith("best") and os.path.isdir(os.path.join(save_dir, d))]
             metric = {path: self.strategy._read_ckpt_metric(path) for path in older}

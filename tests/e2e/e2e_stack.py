@@ -88,10 +88,10 @@ class Stack:
         self.address = f"http://127.0.0.1:{dashboard}"
         subprocess.run(["ray", "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}",
                         "--include-dashboard=true", "--num-gpus=4", "--num-cpus=8", "--disable-usage-stats"],
-                       env=self.env, check=True, capture_output=True, timeout=120)
+                       env=self.env, check=True, capture_output=True, timeout=300)
         self.env["RAY_ADDRESS"] = self.address
-        deadline = time.time() + 60
-        while True:  # the job API answers a little after `ray start` returns
+        deadline = time.time() + 300
+        while True:  # the job API answers a little after `ray start` returns (seconds; the limit is for a hang)
             try:
                 stop_jobs(self.address)
                 break
