@@ -179,6 +179,32 @@ def test_rwku_end_to_end_averages_over_targets(models, tmp_path):
         assert 0.0 <= summary[key] <= 1.0
     mc2 = [it["mc2"] for it in items if it["probe"] == "truthfulqa"]
     assert summary["truthfulqa_mc2"] == pytest.approx(np.mean(mc2))
+    # TruthfulQA (every question's answers scored in one batched call) re-derived one answer at a time, each with
+    # its own unpadded forward pass: MC1 = the first true answer beats every false one, MC2 = the true answers'
+    # share of the probability mass.
+    from openrlhf_rerule.eval.rwku_utility import TRUTHFULQA_PRIMER
+
+    truthful = [it for it in items if it["probe"] == "truthfulqa"]
+    records = json.loads((DATA / "rwku/1_Mira_Solvane/truthful.json").read_text())
+    assert len(truthful) == len(records) >= 2
+    for record, item in zip(records, truthful):
+        prompt = chat_prompt(tok, TRUTHFULQA_PRIMER + "\n\nQ: " + record["question"])
+        prompt += "A:" if prompt[-1] in "\n " else " A:"
+        n_prompt = len(tok(prompt)["input_ids"])
+
+        def logprob(answer):
+            ids = torch.tensor([tok(prompt + ("" if prompt[-1] in "\n " else " ") + answer)["input_ids"]])
+            with torch.no_grad():
+                logp = torch.log_softmax(lm.model(input_ids=ids).logits[0, :-1].float(), -1)
+            return float(logp[n_prompt - 1:].gather(-1, ids[0, n_prompt:, None]).sum())
+
+        mc1, mc2 = record["mc1_targets"], record["mc2_targets"]
+        first_true = logprob([c for c, lab in zip(mc1["choices"], mc1["labels"]) if lab == 1][0])
+        assert item["mc1"] == float(first_true > max(logprob(c) for c, lab in zip(mc1["choices"], mc1["labels"])
+                                                     if lab != 1))
+        mass = {lab: sum(np.exp(logprob(c)) for c, l in zip(mc2["choices"], mc2["labels"]) if l == lab)
+                for lab in (0, 1)}
+        assert item["mc2"] == pytest.approx(mass[1] / (mass[0] + mass[1]), abs=1e-5)
 
 
 def test_naturalness_proxy_end_to_end_and_report(models, tmp_path):

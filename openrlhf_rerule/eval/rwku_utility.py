@@ -147,14 +147,19 @@ def mc_scores(true_logprobs: list[float], false_logprobs: list[float]) -> tuple[
 
 # ---- runners ----------------------------------------------------------------------------------------------
 
-def _completion_logprob_sums(lm, prompt: str, completions: list[str]) -> list[float]:
-    """Sum of log p(completion | prompt), tokenised as the reference does: prompt + " " + completion as one
-    string (with special tokens); the completion is what follows the separately tokenised prompt."""
+def _completion_logprob_sums(lm, prompts: list[str], completions: list[list[str]], desc: str) -> list[list[float]]:
+    """Sum of log p(completion | prompt) for each prompt's completions, tokenised as the reference does: prompt +
+    " " + completion as one string (with special tokens); the completion is what follows the separately tokenised
+    prompt. All in one scoring call (one vLLM request, full transformers batches), not one call per question."""
     tok = lm.tokenizer
-    sep = "" if prompt[-1] in "\n " else " "
-    n_prompt = len(tok(prompt)["input_ids"])
-    sequences = [tok(prompt + sep + c)["input_ids"] for c in completions]
-    return [float(lp.sum()) for lp in token_logprobs(lm, sequences, [n_prompt] * len(sequences), desc="truthfulqa")]
+    sequences, starts = [], []
+    for prompt, choices in zip(prompts, completions):
+        sep = "" if prompt[-1] in "\n " else " "
+        n_prompt = len(tok(prompt)["input_ids"])
+        sequences += [tok(prompt + sep + c)["input_ids"] for c in choices]
+        starts += [n_prompt] * len(choices)
+    sums = iter(float(lp.sum()) for lp in token_logprobs(lm, sequences, starts, desc=desc))
+    return [[next(sums) for _ in choices] for choices in completions]
 
 
 def evaluate_utility(lm: LoadedModel, target: str, files: dict) -> tuple[dict, list]:
@@ -188,13 +193,14 @@ def evaluate_utility(lm: LoadedModel, target: str, files: dict) -> tuple[dict, l
                    "em": e, "em_whole_answer": w} for o, p, r, e, w in zip(outputs, preds, records, em, whole)]
     if "truthfulqa" in files:
         records = files["truthfulqa"]
+        prompts = [chat_prompt(tok, TRUTHFULQA_PRIMER + "\n\nQ: " + r["question"]) for r in records]
+        prompts = [p + ("A:" if p[-1] in "\n " else " A:") for p in prompts]
+        # One score per distinct answer; MC1 and MC2 share them as in the reference.
+        choices = [list(dict.fromkeys(r["mc2_targets"]["choices"] + r["mc1_targets"]["choices"])) for r in records]
+        sums = _completion_logprob_sums(lm, prompts, choices, desc=f"rwku {target} truthfulqa")
         mc1s, mc2s = [], []
-        for r in records:
-            prompt = chat_prompt(tok, TRUTHFULQA_PRIMER + "\n\nQ: " + r["question"])
-            prompt += "A:" if prompt[-1] in "\n " else " A:"
-            # One score per distinct answer; MC1 and MC2 share them as in the reference.
-            choices = list(dict.fromkeys(r["mc2_targets"]["choices"] + r["mc1_targets"]["choices"]))
-            score = dict(zip(choices, _completion_logprob_sums(lm, prompt, choices)))
+        for r, question_choices, question_sums in zip(records, choices, sums):
+            score = dict(zip(question_choices, question_sums))
             (mc1, _), (_, mc2) = [mc_scores([score[c] for c, lab in zip(r[k]["choices"], r[k]["labels"]) if lab == 1],
                                             [score[c] for c, lab in zip(r[k]["choices"], r[k]["labels"]) if lab != 1])
                                   for k in ("mc1_targets", "mc2_targets")]
