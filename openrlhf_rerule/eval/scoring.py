@@ -7,6 +7,7 @@ per-token log-probs and multiple-choice next-token log-probs where its top 20 ho
 next-token distribution, a candidate outside the top 20) still comes from transformers, loaded only when needed."""
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from tqdm.auto import tqdm
@@ -36,10 +37,10 @@ class LoadedModel:
                                                                dtype=torch_dtype).to(self.device).eval()
         return self._model
 
-    @property
+    @cached_property
     def stop_ids(self) -> list[int]:
         """The ids that end a greedy sequence when a benchmark passes none: the checkpoint's generation config,
-        as transformers' generate reads it (its eos_token_id: an int, a list, or none)."""
+        as transformers' generate reads it (its eos_token_id: an int, a list, or none); read once per model."""
         from transformers import AutoConfig, GenerationConfig
 
         try:
