@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "examples" / "scripts"
-RUN_TIMEOUT = 900  # seconds per recipe run, for hangs only: a healthy Stage 2 run takes 60-90 s alone, 3-4 min loaded
+RUN_TIMEOUT = 900  # seconds per recipe run, for hangs only: a healthy Stage 2 run takes 60-90 s alone, ~2 min loaded
 
 # What the machine needs (docs/scale.md#the-real-stack-on-a-cpu): the CPU accelerator, vLLM-CPU's own knobs, and
 # the import-time patches, which only act where RERULE_CPU_E2E=1. Ray starts its workers at nice 15, so beside two
