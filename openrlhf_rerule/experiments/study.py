@@ -334,6 +334,7 @@ def run_units(replicates: list[tuple[int, int]], levels: list[float], out: Path,
         jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
     seeds = dict(replicates)
     pending, evals = {}, {}
+    # closed on the way out whatever happens: a bar left open by a failed unit would print when collected, later
     bar = tqdm(total=len(replicates) * (1 + len(levels) * (1 + len(ARMS))), desc="study units", unit="unit",
                dynamic_ncols=True)
 
@@ -347,7 +348,7 @@ def run_units(replicates: list[tuple[int, int]], levels: list[float], out: Path,
             future.set_result(record)
         pending[future] = (key, record is None, *tag)
 
-    with pool:
+    with pool, bar:
         for ws, _ in replicates:
             launch(f"world{ws}/learn", learn_unit, ws, out / f"world{ws}", common, tag=("learn", ws, None, None))
         while pending:
@@ -370,7 +371,6 @@ def run_units(replicates: list[tuple[int, int]], levels: list[float], out: Path,
                                out / f"world{ws}" / f"level{i}", steps, common, device, tag=("arm", ws, i, arm))
                 else:
                     evals.setdefault((ws, i), {})[arm] = record["evaluation"]
-    bar.close()
     return evals
 
 
