@@ -47,25 +47,6 @@ def overrides(reward: str) -> dict:
     return dict(data=PAGERANK_DATA if reward == "pagerank" else DATA, reward_variant=f"purge_{reward}")
 
 
-def write_pagerank_data(world_dir: Path, model_dir: Path) -> None:
-    """PAGERANK_DATA: DATA's rows with PageRank weights in their labels, computed once per forget person from
-    `model_dir` (the model PURGE starts from, as the authors' src/purge.py:112 computes them from the policy before
-    training), exactly as `rerule data purge weights` + `rerule data purge stage2 --weights` make them."""
-    from openrlhf_rerule.atomic import atomic_path
-    from openrlhf_rerule.data.purge_weights import term_embeddings
-    from openrlhf_rerule.rewards.purge import purge_label
-    from openrlhf_rerule.rewards.purge_pagerank import forget_set, pagerank_weights
-
-    weighted, rows = {}, []
-    for row in read_jsonl(world_dir / DATA, "stage2"):
-        target, terms = parse_purge_label(row["label"])
-        if target not in weighted:
-            order = forget_set(target, list(terms))
-            result = pagerank_weights(target, order[1:], term_embeddings(str(model_dir), order))
-            weighted[target] = (result["terms"], result["weights"])
-        rows.append({**row, "label": purge_label(target, *weighted[target])})
-    with atomic_path(world_dir / PAGERANK_DATA) as tmp:
-        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 # (split, metric, direction): the comparison table's columns
 COLUMNS = [("forget", "accuracy", "↓"), ("heldout_forget", "accuracy", "↓"), ("terms", "forget_mention_rate", "↓"),
            ("terms", "forget_value_mention_rate", "↓"), ("terms", "heldout_forget_value_mention_rate", "↓"),
@@ -75,6 +56,29 @@ COLUMNS = [("forget", "accuracy", "↓"), ("heldout_forget", "accuracy", "↓"),
 DIFFERENCES = [("forget", "accuracy"), ("heldout_forget", "accuracy"), ("terms", "forget_mention_rate"),
                ("terms", "forget_value_mention_rate"), ("boundary", "accuracy"), ("retain", "accuracy"),
                ("collateral", "forbidden_value_accuracy")]
+
+
+def write_pagerank_data(world_dir: Path, model_dir: Path) -> None:
+    """PAGERANK_DATA: DATA's rows with PageRank weights in their labels, computed once per forget person from
+    `model_dir` (the model PURGE starts from, as the authors' src/purge.py:112 computes them from the policy before
+    training), exactly as `rerule data purge weights` + `rerule data purge stage2 --weights` make them."""
+    from openrlhf_rerule.atomic import atomic_path
+    from openrlhf_rerule.data.purge_weights import term_embeddings
+    from openrlhf_rerule.rewards.purge import purge_label
+    from openrlhf_rerule.rewards.purge_pagerank import forget_set, pagerank_weights
+
+    rows = read_jsonl(world_dir / DATA, "stage2")
+    labels = [parse_purge_label(row["label"]) for row in rows]
+    # target -> its forget set; every term is embedded alone, so one model load serves every target
+    orders = {target: forget_set(target, list(terms)) for target, terms in labels}
+    embeddings = iter(term_embeddings(str(model_dir), [t for order in orders.values() for t in order]))
+    weighted = {}
+    for target, order in orders.items():
+        result = pagerank_weights(target, order[1:], [next(embeddings) for _ in order])
+        weighted[target] = (result["terms"], result["weights"])
+    rows = [{**row, "label": purge_label(target, *weighted[target])} for row, (target, _) in zip(rows, labels)]
+    with atomic_path(world_dir / PAGERANK_DATA) as tmp:
+        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
 
 def world_terms(world_dir: Path) -> dict[str, tuple[str, ...]]:
@@ -153,7 +157,7 @@ def over_worlds(per_world: list[list[float | None]], by_seed: bool = False) -> d
 
 
 def purge_section(evals: dict, runs: dict, worlds: list[int], tail: int, warmup: int, tau: float,
-                  reward: str = "binary") -> dict:
+                  reward: str) -> dict:
     """The PURGE comparison over worlds (a world's value is the mean of its seeds): evaluation, training and
     paired differences, each with a 95% t-interval over worlds."""
     models = ("pretrained", "stage1", "rule", "rerule", *ARMS)
