@@ -9,8 +9,11 @@
 The collectives themselves (two real processes over gloo) are in tests/test_openrlhf_collectives.py.
 """
 
+import contextlib
+import io
 import math
 import os
+import re
 import types
 
 import pytest
@@ -98,13 +101,15 @@ def test_every_reachable_replay_count_splits_into_equal_non_empty_shares(
     try:  # OpenRLHF's own parser (it asserts at least one rollout micro-batch per rank), then ours
         args = parse_args(replay_command(dp, train_batch, train_micro, rollout_batch, rollout_micro, n, batch_groups,
                                   min_groups))
-        check_replay_compatible(args)
+        with contextlib.redirect_stderr(io.StringIO()) as stderr:
+            check_replay_compatible(args)
     except AssertionError as refusal:
         assert "effective number of actor processes" in str(refusal)
         return
     except SystemExit as refusal:
-        # Refused before Ray starts, and the message names the flags to change.
-        assert "--train.batch_size" in str(refusal) or "--rollout.micro_batch_size" in str(refusal), str(refusal)
+        # Refused before Ray starts (exit 2), and the message names the flags to change.
+        said = stderr.getvalue()
+        assert refusal.code == 2 and ("--train.batch_size" in said or "--rollout.micro_batch_size" in said), said
         return
     # Every count the buffer can hold: from min_groups (replay starts) to beyond batch_groups (a full update).
     for available in range(min_groups, batch_groups + extra_groups + 1):
@@ -121,11 +126,12 @@ def test_every_reachable_replay_count_splits_into_equal_non_empty_shares(
     (["--train.dynamic_batch_enable"], "--train.dynamic_batch_enable: OpenRLHF's dynamic batching caps"),
     ([], r"--train.batch_size 24 must be a multiple of --train.micro_batch_size 8 x 2 actor data-parallel ranks"),
 ])
-def test_start_up_refuses_what_data_parallel_replay_cannot_do(flags, reason):
+def test_start_up_refuses_what_data_parallel_replay_cannot_do(flags, reason, capsys):
     train_batch = 64 if flags else 24
     args = parse_args(replay_command(2, train_batch, 8, train_batch // 8, 8, 8, train_batch // 8, 1, extra=flags))
-    with pytest.raises(SystemExit, match=reason):
+    with pytest.raises(SystemExit) as refusal:
         check_replay_compatible(args)
+    assert refusal.value.code == 2 and re.search(reason, capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("rollout_batch, rollout_micro, reason", [
@@ -133,10 +139,11 @@ def test_start_up_refuses_what_data_parallel_replay_cannot_do(flags, reason):
     (24, 32, r"must be a multiple of --rollout.micro_batch_size 32 x 4 actor data-parallel ranks"),
 ])
 def test_start_up_refuses_an_on_policy_pass_that_ends_inside_an_accumulation_window(rollout_batch, rollout_micro,
-                                                                                   reason):
+                                                                                   reason, capsys):
     args = parse_args(replay_command(4, 64, 4, rollout_batch, rollout_micro, 8, 8, 8))
-    with pytest.raises(SystemExit, match=reason):
+    with pytest.raises(SystemExit) as refusal:
         check_replay_compatible(args)
+    assert refusal.value.code == 2 and re.search(reason, capsys.readouterr().err)
 
 
 class ShortLastBatch:

@@ -111,6 +111,13 @@ def test_dry_run_validates_through_a_fresh_python_and_launches_nothing():
                          capture_output=True, text=True, env={**ENV, "DRY_RUN": "1", "PYTHON": sys.executable})
     assert bad.returncode != 0 and "invalid choice: 'bogus'" in bad.stderr
 
+    # settings replay cannot run with (a replay update of 3 groups x 8 samples is not whole steps of 256): the
+    # reason and exit 2, as the real start-up refuses it before Ray starts, and no traceback
+    bad = subprocess.run(["bash", str(SCRIPTS / "train_rerule_rwku.sh"), "--replay.batch_groups", "3"],
+                         capture_output=True, text=True, env={**ENV, "DRY_RUN": "1", "PYTHON": sys.executable})
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    assert "--replay.batch_groups 3 groups x n 8 samples must fill whole optimizer steps" in bad.stderr
+
 
 @pytest.mark.parametrize("benchmark, cutoff", [("rwku", "512"), ("muse", "640"), ("tofu", "512")])
 def test_stage1_is_rules_llama_factory_recipe(benchmark, cutoff, tmp_path):

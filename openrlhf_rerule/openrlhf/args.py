@@ -10,6 +10,7 @@ import argparse
 import ast
 import importlib
 import inspect
+import sys
 import types
 from dataclasses import fields
 
@@ -91,8 +92,9 @@ def check_replay_compatible(args) -> None:
                         f"--rollout.micro_batch_size {args.rollout.micro_batch_size} x {ranks} actor data-parallel "
                         "ranks: OpenRLHF hands each rank ceil(batches / ranks) rollout micro-batches, so an uneven "
                         "count leaves one rank short and the others waiting for it")
-    if problems:
-        raise SystemExit("--replay.enable cannot run with these settings:\n  - " + "\n  - ".join(problems))
+    if problems:  # a user's settings: the reasons, exit 2, no traceback (before Ray starts, and under DRY_RUN=1)
+        print("--replay.enable cannot run with these settings:\n  - " + "\n  - ".join(problems), file=sys.stderr)
+        raise SystemExit(2)
 
 
 def run_openrlhf_main(module_name: str, argv: list[str], train, extra_arguments=None) -> None:
