@@ -1,5 +1,6 @@
-"""How a training step of a model on this CPU slows down beside other busy processes, by OpenMP setting: the threads
-PyTorch runs on, and whether an OpenMP thread that waits at a barrier spins (the default) or sleeps.
+"""How a model's training step and greedy decoding on this CPU slow down beside other busy processes, by OpenMP
+setting: the threads PyTorch runs on, and whether an OpenMP thread that waits at a barrier spins (the default) or
+sleeps.
 
     .venv-e2e/bin/python benchmarks/threads_under_load.py --model .venv-e2e/models/SmolLM2-135M-Instruct
 
@@ -8,7 +9,8 @@ steps of one fixed batch (forward, backward, AdamW, as a Stage 1 step), then dec
 the batch's prompts --steps times (as a rollout or an evaluation), and reports the median time of each after a
 warm-up one. The settings alternate within each round, alone and then beside --busy single-threaded busy loops at
 the same priority, so a change in the machine's other load falls on every setting. The table: median seconds a step
-alone and under load, and their ratio (the slowdown). Measured numbers: docs/development.md#on-a-busy-machine."""
+alone and under load, and their ratio (the slowdown). Measured numbers:
+docs/development.md#openmp-threads-beside-other-busy-processes."""
 
 from __future__ import annotations
 
