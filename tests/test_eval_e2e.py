@@ -12,7 +12,7 @@ import torch
 from scipy.stats import hmean, ks_2samp
 
 from openrlhf_rerule.eval import cli, report
-from openrlhf_rerule.eval.scoring import answer_nll, chat_prompt, generate, load_model
+from openrlhf_rerule.eval.scoring import answer_nll, chat_prompt, generate, load_model, next_token_logprobs
 
 DATA = Path(__file__).parent / "data" / "eval"
 EXTRA_WORDS = "user assistant Please complete the blank in the following question. Question: Answer: Instruction:"
@@ -72,6 +72,33 @@ def test_batched_generation_and_scoring_do_not_depend_on_batch_size(models):
     lm.batch_size = 4
     assert generate(lm, prompts, 10) == one_gen
     assert answer_nll(lm, prompts, answers) == pytest.approx(one_nll, abs=1e-5)
+
+
+def test_next_token_logprobs_of_padded_batches_are_each_prompts_own_last_position(models):
+    """Multiple choice computes logits at each row's last token only (`logits_to_keep` with the batch's positions):
+    in batches of 4 prompts of different lengths, each row must get what a plain forward pass of its prompt alone
+    gives at its last position, and a model without `logits_to_keep` the same through full logits."""
+    rows = [json.loads(line) for line in (DATA / "tofu/retain_perturbed.json").read_text().splitlines()]
+    lm = load_model(models["trained"], batch_size=4)
+    tok = lm.tokenizer
+    prompts = [chat_prompt(tok, r["question"]) for r in rows]
+    assert len({len(tok(p)["input_ids"]) for p in prompts[:4]}) > 1  # a batch with several last positions
+    candidates = [tok.encode(" " + w, add_special_tokens=False)[-1] for w in ("the", "a", "is")]
+    with torch.no_grad():
+        alone = torch.stack([torch.log_softmax(lm.model(input_ids=torch.tensor([tok(p)["input_ids"]])).logits[0, -1],
+                                               dim=-1)[candidates] for p in prompts])
+    assert torch.allclose(next_token_logprobs(lm, prompts, candidates), alone, atol=1e-5)
+
+    class WithoutLogitsToKeep(torch.nn.Module):  # the older transformers signature: full logits, indexed after
+        def __init__(self, model):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+    lm._model = WithoutLogitsToKeep(lm.model)
+    assert torch.allclose(next_token_logprobs(lm, prompts, candidates), alone, atol=1e-5)
 
 
 def test_tofu_end_to_end(models, tmp_path):

@@ -6,6 +6,7 @@ per-token log-probs and multiple-choice next-token log-probs where its top 20 ho
 (docs/evaluation.md#engines: parity measured), while what it cannot give (Min-K%++'s moments of the whole
 next-token distribution, a candidate outside the top 20) still comes from transformers, loaded only when needed."""
 
+import inspect
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -133,20 +134,28 @@ def generate(lm: LoadedModel, prompts: list[str], max_new_tokens: int, add_speci
     return outputs
 
 
-def _forward(lm: LoadedModel, sequences: list[list[int]], desc: str):
+def _forward(lm: LoadedModel, sequences: list[list[int]], desc: str, last_only: bool = False):
     """Yield (indices, ids, lengths, logits [B, T, V]) per right-padded batch; right padding keeps the
-    position ids of real tokens correct without help."""
+    position ids of real tokens correct without help. `last_only`: logits [B, V] at each row's last token only,
+    computed at those positions alone where the model takes `logits_to_keep` (a 5-shot MMLU batch's [B, T, V]
+    is gigabytes at a 49k-128k vocabulary)."""
     pad_id = lm.tokenizer.pad_token_id
     for _, idx in _batches(list(range(len(sequences))), lm.batch_size, desc):
         seqs = [sequences[i] for i in idx]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        lengths = [len(s) for s in seqs]
+        ids = torch.full((len(seqs), max(lengths)), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
         for row, s in enumerate(seqs):
             ids[row, :len(s)] = torch.tensor(s)
             mask[row, :len(s)] = 1
-        ids = ids.to(lm.device)
-        yield idx, ids, [len(s) for s in seqs], lm.model(input_ids=ids, attention_mask=mask.to(lm.device)).logits
+        ids, rows, last = ids.to(lm.device), torch.arange(len(seqs)), torch.tensor(lengths) - 1
+        keep = {}
+        if last_only and "logits_to_keep" in inspect.signature(lm.model.forward).parameters:
+            kept = sorted(set(last.tolist()))  # one set of positions for the batch: each row picks its own below
+            keep = {"logits_to_keep": torch.tensor(kept, device=lm.device)}
+            last = torch.tensor([kept.index(n) for n in last.tolist()])
+        logits = lm.model(input_ids=ids, attention_mask=mask.to(lm.device), **keep).logits
+        yield idx, ids, lengths, logits[rows, last] if last_only else logits
 
 
 @torch.no_grad()
@@ -194,9 +203,9 @@ def next_token_logprobs(lm: LoadedModel, prompts: list[str], candidate_ids: list
             if all(c in found for c in candidate_ids):
                 out[i] = torch.tensor([found[c] for c in candidate_ids])
         todo = [i for i, found in enumerate(top) if not all(c in found for c in candidate_ids)]
-    for idx, _, lengths, logits in _forward(lm, [sequences[i] for i in todo], desc) if todo else ():
+    for idx, _, _, logits in _forward(lm, [sequences[i] for i in todo], desc, last_only=True) if todo else ():
         for row, i in enumerate(idx):
-            out[todo[i]] = torch.log_softmax(logits[row, lengths[row] - 1].float(), dim=-1)[candidate_ids].cpu()
+            out[todo[i]] = torch.log_softmax(logits[row].float(), dim=-1)[candidate_ids].cpu()
     return out
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from scipy import stats
 
+from openrlhf_rerule.atomic import atomic_path
 from openrlhf_rerule.local.metrics import read_log
 
 CONFIDENCE = 0.95
@@ -212,7 +213,9 @@ def fmt_std(cell: dict) -> str:
 
 
 def write_report(out: Path, report: dict) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    # atomic: a kill while writing leaves the last report, which --report_only can rebuild
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
     ev, tr, cfg = report["evaluation"], report["training"], report["settings"]
     worlds = cfg["worlds"]
     lines = [f"# RULE vs ReRULE on {len(worlds)} synthetic world(s) × {cfg['seeds']} seed(s), {cfg['steps']} Stage 2 "
@@ -267,4 +270,5 @@ def write_report(out: Path, report: dict) -> None:
                      f"{case['final_rerule']:.2f} |")
     lines += ["", *report.get("purge", {}).get("markdown", []), "## Verdict", "", *report["verdict"], "", "## Settings", "", "```", json.dumps(cfg, indent=2), "```",
               "", *[f"![{p}]({p})" for p in report["plots"]], ""]
-    (out / "report.md").write_text("\n".join(lines))
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines))

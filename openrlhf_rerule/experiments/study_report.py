@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from openrlhf_rerule.atomic import atomic_path
+
 from .report import COLORS
 from .study_stats import ALPHA, POWER
 
@@ -89,7 +91,9 @@ def ratio_text(r: dict | None) -> str:
 
 
 def write_study_report(out: Path, report: dict) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    # atomic: a kill while writing leaves the last report, which --report_only can rebuild
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
     levels, summary, cfg = report["levels"], report["summary"], report["settings"]
     sets = cfg["world_sets"]
     total = sum(len(worlds) for worlds in sets.values())
@@ -158,4 +162,5 @@ def write_study_report(out: Path, report: dict) -> None:
                      f"{ratio_text(r['random_seconds'])} | {ratio_text(r['random_tokens'])} |")
     lines += ["", "## Verdict", "", *report["verdict"], "", *[f"![{p}]({p})" for p in report["plots"]], "",
               "## Settings", "", "```", json.dumps(cfg, indent=2), "```", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines))
