@@ -140,6 +140,7 @@ def _forward(lm: LoadedModel, sequences: list[list[int]], desc: str, last_only: 
     computed at those positions alone where the model takes `logits_to_keep` (a 5-shot MMLU batch's [B, T, V]
     is gigabytes at a 49k-128k vocabulary)."""
     pad_id = lm.tokenizer.pad_token_id
+    keeps_logits = last_only and "logits_to_keep" in inspect.signature(lm.model.forward).parameters
     for _, idx in _batches(list(range(len(sequences))), lm.batch_size, desc):
         seqs = [sequences[i] for i in idx]
         lengths = [len(s) for s in seqs]
@@ -150,7 +151,7 @@ def _forward(lm: LoadedModel, sequences: list[list[int]], desc: str, last_only: 
             mask[row, :len(s)] = 1
         ids, rows, last = ids.to(lm.device), torch.arange(len(seqs)), torch.tensor(lengths) - 1
         keep = {}
-        if last_only and "logits_to_keep" in inspect.signature(lm.model.forward).parameters:
+        if keeps_logits:
             kept = sorted(set(last.tolist()))  # one set of positions for the batch: each row picks its own below
             keep = {"logits_to_keep": torch.tensor(kept, device=lm.device)}
             last = torch.tensor([kept.index(n) for n in last.tolist()])
