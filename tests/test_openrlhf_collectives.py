@@ -147,17 +147,19 @@ def rank_main(rank, world, port, model_path, old_cut, out):
             policy.stage_replay(experience)
         calls.clear()
         torch.manual_seed(0)  # the DataLoader's shuffle
-        policy.fit_replay(kl_ctl=0.5)
-        # The self-normalisation mean the replay loss divided by (all-reduced over the ranks' shares).
-        results[split] = (list(calls), strategy.grads, policy.trainer.replay_loss_fn.weight_mean)
+        logged = policy.fit_replay(kl_ctl=0.5)
+        # The self-normalisation mean the replay loss divided by (all-reduced over the ranks' shares), and the mean
+        # normalised weight the pass logged (OpenRLHF's metric reduction over micro-batches and ranks).
+        results[split] = (list(calls), strategy.grads, policy.trainer.replay_loss_fn.weight_mean,
+                          logged["replay/is_weight_mean"])
         torch.cuda.current_device = lambda: 0
     torch.save(results, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
 
 def run_ranks(world, model_path, out, old_cut=False):
-    """Run `world` rank processes; {(rank, split): (calls, gradients, weight mean)}, or None if a rank failed or
-    did not finish within TIMEOUT (a hang)."""
+    """Run `world` rank processes; {(rank, split): (calls, gradients, weight mean, logged mean)}, or None if a rank
+    failed or did not finish within TIMEOUT (a hang)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -187,11 +189,15 @@ def test_two_ranks_make_the_same_collectives_and_the_gradient_of_one_rank(model_
     two, one = run_ranks(2, model_dir, tmp_path / "two"), run_ranks(1, model_dir, tmp_path / "one")
     assert two is not None and one is not None, "a rank did not finish: a collective mismatch hangs"
     for split in SPLITS:
-        (calls0, grads0, mean0), (calls1, grads1, mean1) = two[(0, split)], two[(1, split)]
+        (calls0, grads0, mean0, logged0), (calls1, grads1, mean1, logged1) = two[(0, split)], two[(1, split)]
         assert calls0 == calls1 and len(calls0) > 0, split  # same calls, same order, same shapes
         assert any(c[0] == "all_reduce" for c in calls0)
         assert len(grads0) == len(grads1) == len(one[(0, split)][1]), split  # the same optimizer steps
         assert mean0 == mean1 == pytest.approx(one[(0, split)][2], rel=1e-6)  # one mean over both shares
+        assert mean0 != pytest.approx(1.0, abs=1e-3)  # (the behaviour log-probs are off the policy: a real division)
+        # At LR 0 the policy does not move during the pass: the logged mean normalised weight is 1 on every rank
+        # (it drifts from 1 only as the pass's optimizer steps move the policy, as in tests/e2e).
+        assert logged0 == logged1 == pytest.approx(1.0, abs=1e-6) and one[(0, split)][3] == pytest.approx(1.0, abs=1e-6)
         for a, b in zip(grads0, grads1):  # averaged: identical on both ranks
             for x, y in zip(a, b):
                 assert torch.equal(x, y)

@@ -116,10 +116,15 @@ class ReplayActorPPOTrainer(ActorPPOTrainer):
         status = super().training_step(experience, kl_ctl, step, loss_batch_info)
         self.micro_batches_trained += 1
         if self.actor_loss_fn is self.replay_loss_fn:
-            # IS weight / ESS / ratio / clip metrics of replay_loss join OpenRLHF's all-reduced metrics.
+            # IS weight / ESS / ratio / clip metrics of replay_loss join OpenRLHF's all-reduced metrics. A mean over
+            # tokens is weighted by the micro-batch's tokens, so that the pass's logged value is the mean over all
+            # its tokens: `is_weight_mean` is then exactly 1 where the policy did not move during the pass.
+            token_means = {"clip_frac", "zero_adv_frac"}
+            if self.replay_loss_fn.config.loss_level == "token":
+                token_means |= {"is_weight_mean", "ratio_mean"}
             for key, value in self.replay_loss_fn.metrics.items():
                 status["metrics"][key] = torch.tensor(float(value))
-                status["weights"][key] = "sample"
+                status["weights"][key] = "token" if key in token_means else "sample"
         return status
 
 

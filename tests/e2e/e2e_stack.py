@@ -71,6 +71,14 @@ def parse_steps(log: str) -> dict[int, dict]:
     return steps
 
 
+# How far a replay pass's logged mean normalised weight (`replay/is_weight_mean`) may sit from 1. It is exactly 1
+# where the policy does not move during the pass (tests/test_openrlhf_collectives.py, real all-reduce over two
+# ranks); here the pass's optimizer steps (three at two ranks) move the policy between its micro-batches, and the
+# later ones' weights with it (0.989 in one CI run, before the metric was token-weighted). A total summed over the
+# two ranks but divided by one rank's count (or the reverse) is off by a factor of 2.
+WEIGHT_MEAN_DRIFT = 0.1
+
+
 def sync_ratio(steps: dict) -> float:
     """How far vLLM's log-probs of its own samples sit from the trainer's (vllm_kl), relative to how far the
     trainer has moved from the Stage 1 weights vLLM started with (kl to the reference), over the last half of the

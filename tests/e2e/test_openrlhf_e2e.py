@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from e2e_stack import REPO, RUN_TIMEOUT, dump, parse_steps, stage2_env, sync_ratio
+from e2e_stack import REPO, RUN_TIMEOUT, WEIGHT_MEAN_DRIFT, dump, parse_steps, stage2_env, sync_ratio
 
 pytestmark = pytest.mark.e2e
 
@@ -164,7 +164,7 @@ def test_rerule_replays_its_weights_reach_vllm_and_a_killed_run_resumes_with_the
     for s in active:
         m = steps[s]
         assert m["replay/groups"] == 16.0 and 0 < m["replay/ess"] <= 1.0
-        assert abs(m["replay/is_weight_mean"] - 1.0) < 1e-2  # self-normalised over the whole replay batch
+        assert abs(m["replay/is_weight_mean"] - 1.0) < WEIGHT_MEAN_DRIFT  # self-normalised over the replay batch
         assert m["replay/reward"] < 0.6  # hard cases: stored below tau
         assert 0 < m["timing/replay"] < m["timing/step_total"]
     assert steps[STEPS]["kl"] > 0.02  # the policy moved ...
