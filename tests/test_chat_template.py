@@ -4,6 +4,7 @@ authors train and sample with TRL. Expected ids are written out by hand from the
 `{role} : {content} ` + `assistant : ` (openrlhf_rerule/local/tiny.py)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,40 @@ def test_stage2_trains_on_raw_prompts_and_records_the_setting(tiny, tmp_path):
     assert run["config"]["chat_template"] == "none"
     with pytest.raises(SystemExit):  # anything but auto / none is refused by the parser
         build_parser().parse_args(["stage1", "--model", "m", "--data", "d", "--out", "o", "--chat_template", "x"])
+
+
+def test_stage1_with_an_input_template_trains_on_the_wrapped_prompts_and_eval_checks_them(tmp_path, capsys):
+    """TOFU's models were fine-tuned on `[INST] {question} [/INST]`: `--chat_template none --input_template` trains
+    on that wrapping (OpenRLHF's --data.input_template), the record keeps it, and `rerule eval tofu` accepts the
+    same --prompt_template and refuses raw prompts before loading anything."""
+    from openrlhf_rerule.eval import cli as eval_cli
+    from openrlhf_rerule.local.cli import main
+    from openrlhf_rerule.local.rollout import format_prompt
+    from openrlhf_rerule.provenance import read_model_record
+
+    texts = ["who wrote the shining ?", "i don't know .", "question answer"]
+    tok = build_word_tokenizer(texts)
+    wrapped = tok.convert_tokens_to_ids(["question", "who", "wrote", "the", "shining", "?", "answer"])
+    assert format_prompt(tok, "who wrote the shining ?", "none", "question {} answer") == wrapped
+    # the tokenizer's own template takes precedence, as in OpenRLHF (the CLI refuses the pair)
+    assert format_prompt(tok, "who wrote the shining ?", "auto", "question {} answer") == \
+        format_prompt(tok, "who wrote the shining ?", "auto")
+
+    model = save_tiny_model(texts, tmp_path / "m")
+    data = tmp_path / "stage1.jsonl"
+    data.write_text(json.dumps({"prompt": "who wrote the shining ?", "response": "i don't know .", "subject": "x"})
+                    + "\n")
+    assert main(["stage1", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "s1"),
+                 "--chat_template", "none", "--input_template", "question {} answer", "--epochs", "1",
+                 "--batch_size", "1", "--no_progress", "--no_tensorboard", "--cpu_threads", "1"]) == 0
+    final = tmp_path / "s1" / "final"
+    record = read_model_record(final)
+    assert (record["chat_template"], record["input_template"]) == ("none", "question {} answer")
+
+    tofu = str(Path(__file__).parent / "data" / "eval" / "tofu")
+    common = ["tofu", "--model", str(final), "--data", tofu, "--split", "forget01", "--check_only"]
+    assert eval_cli.main([*common, "--out", str(tmp_path / "e1"), "--prompt_template", "question {} answer"]) == 0
+    capsys.readouterr()
+    assert eval_cli.main([*common, "--out", str(tmp_path / "e2"), "--chat_template", "none"]) == 2
+    assert 'input_template "question {} answer" (the training prompts), this evaluation formats prompts with raw ' \
+           "prompt text" in capsys.readouterr().err

@@ -90,6 +90,9 @@ BAD_FLAGS = [
     (["--resume", "auto", "--overwrite"], "--overwrite"),
     (["--no_such_flag", "1"], "no_such_flag"),
     (["--tensorboard", "maybe"], "--tensorboard"),
+    (["--input_template", "no place for the prompt", "--chat_template", "none"], "--input_template"),
+    (["--input_template", "Q: {question}", "--chat_template", "none"], "--input_template"),
+    (["--input_template", "Q: {} A:"], "--chat_template none"),  # the tokenizer's template would win
 ]
 
 

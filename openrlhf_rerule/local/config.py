@@ -44,6 +44,9 @@ HELP = {
     "chat_template": "prompt format: auto (the user turn in the tokenizer's chat template when it has one) | none (the "
                      "raw prompt text, as PURGE's authors train and sample with TRL); evaluate with the same "
                      "`rerule eval --chat_template`",
+    "input_template": "with --chat_template none: each prompt as this text, {} standing for the prompt (OpenRLHF's "
+                      "--data.input_template), e.g. TOFU's Llama-2 '[INST] {} [/INST]'; the model's record keeps it, "
+                      "and `rerule eval tofu --prompt_template` is checked against it",
     "epochs": "passes over the data (fractions allowed)",
     "batch_size": "sequences per optimiser step",
     "max_len": "prompt + response tokens; longer responses are cut (how many is printed; a response losing more "
@@ -98,6 +101,7 @@ class CommonConfig:
     wandb_project: str = ""
     progress: bool = True
     chat_template: str = "auto"
+    input_template: str = ""
 
 
 @dataclass

@@ -92,6 +92,18 @@ def check_flags(cfg) -> None:
         raise UserError(f"--purge_boundary {cfg.purge_boundary}: must be one of {', '.join(BOUNDARIES)}")
     if "refusal_mode" in values and cfg.refusal_mode not in MODES:
         raise UserError(f"--refusal_mode {cfg.refusal_mode}: must be one of {', '.join(MODES)}")
+    if cfg.input_template:
+        try:
+            cfg.input_template.format("")
+            ok = "{}" in cfg.input_template
+        except (IndexError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise UserError(f"--input_template {cfg.input_template!r}: must hold {{}} where the prompt goes, and no "
+                            "other braces (it is applied with str.format, as OpenRLHF's --data.input_template)")
+        if cfg.chat_template != "none":
+            raise UserError(f"--input_template {cfg.input_template!r} needs --chat_template none: with the "
+                            "tokenizer's chat template the prompt is wrapped in that instead (as in OpenRLHF)")
     if cfg.overwrite and cfg.resume:
         raise UserError("--overwrite and --resume exclude each other: resume a run, or replace it")
 
@@ -233,14 +245,17 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None, dict]:
                       chat_template=cfg.chat_template if any("prompt" in row for row in rows) else None)
     else:
         reference = (cfg.ref_model or cfg.model) if cfg.kl_coef > 0 else None
-        fields = check_stage2(cfg.model, [cfg.data], cfg.chat_template, None, f"--chat_template {cfg.chat_template}",
+        setting = f"--chat_template {cfg.chat_template}" + (f" --input_template {cfg.input_template!r}"
+                                                            if cfg.input_template else "")
+        fields = check_stage2(cfg.model, [cfg.data], cfg.chat_template, cfg.input_template or None, setting,
                               [("--ref_model", cfg.ref_model)] if cfg.ref_model and reference else [],
                               cfg.allow_format_change, resume=str(ckpt) if ckpt else None)
         record = {"made_by": "rerule train stage2", "stage": 2, **fields,
                   "algorithm": "grpo+replay" if cfg.replay.enable else "grpo", "reward_variant": cfg.reward_variant,
                   "reference_model": str(Path(reference).resolve()) if reference else None,
                   "chat_template": cfg.chat_template}
-    record.update(input_template=None, rows=len(rows), overrides=overrides, config=dataclasses.asdict(cfg))
+    prompts = kind != "sft" or any("prompt" in row for row in rows)
+    record.update(input_template=(cfg.input_template or None) if prompts else None, rows=len(rows), overrides=overrides, config=dataclasses.asdict(cfg))
     notes = check_resume_settings(cfg, ckpt) if ckpt is not None else []
     # ---- checks done: from here on --out may change ----
     out = Path(cfg.out)

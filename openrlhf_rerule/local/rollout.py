@@ -19,15 +19,17 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def format_prompt(tokenizer, prompt: str, chat_template: str = "auto") -> list[int]:
+def format_prompt(tokenizer, prompt: str, chat_template: str = "auto", input_template: str = "") -> list[int]:
     """The prompt's token ids, ending where the answer starts. auto: the user turn in the tokenizer's chat template
     when it has one; none: the raw prompt text, as PURGE's authors train and sample (TRL's GRPOTrainer with plain
-    string prompts, github strzar/purge src/purge.py). No special tokens are added either way, as TRL tokenizes."""
+    string prompts, github strzar/purge src/purge.py), or `input_template.format(prompt)` when given (OpenRLHF's
+    --data.input_template, which it too applies only without the chat template). No special tokens are added
+    either way, as TRL tokenizes."""
     if chat_template == "auto" and tokenizer.chat_template:
         text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                              add_generation_prompt=True)
     else:
-        text = prompt
+        text = input_template.format(prompt) if input_template else prompt
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 

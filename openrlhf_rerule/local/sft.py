@@ -39,7 +39,7 @@ def train_stage1(cfg: Stage1Config) -> Path:
     seed_everything(cfg.seed)
     out = Path(cfg.out)
     model, tokenizer = load_model(str(ckpt or cfg.model), device)
-    examples = encode_examples(rows, tokenizer, cfg.max_len, cfg.chat_template)
+    examples = encode_examples(rows, tokenizer, cfg.max_len, cfg.chat_template, cfg.input_template)
     total_steps = max(1, math.ceil(cfg.epochs * len(examples) / cfg.batch_size))
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, cfg.warmup_ratio))

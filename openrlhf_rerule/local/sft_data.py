@@ -14,21 +14,21 @@ from .rollout import format_prompt
 MAX_RESPONSE_LOSS = 0.5
 
 
-def encode_examples(rows: list[dict], tokenizer, max_len: int,
-                    chat_template: str = "auto") -> list[tuple[list[int], list[int]]]:
+def encode_examples(rows: list[dict], tokenizer, max_len: int, chat_template: str = "auto",
+                    input_template: str = "") -> list[tuple[list[int], list[int]]]:
     """(prompt ids, target ids ending in EOS) per row, the target truncated so the pair fits max_len."""
     return [(prompt, target[:max(1, max_len - len(prompt))])
-            for prompt, target in encode_full(rows, tokenizer, chat_template)]
+            for prompt, target in encode_full(rows, tokenizer, chat_template, input_template)]
 
 
-def encode_full(rows, tokenizer, chat_template: str = "auto"):
+def encode_full(rows, tokenizer, chat_template: str = "auto", input_template: str = ""):
     for row in rows:
         if "text" in row:
             ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"]
             yield ids[:1], ids[1:] + [tokenizer.eos_token_id]
         else:
             target = tokenizer(row["response"], add_special_tokens=False)["input_ids"]
-            yield format_prompt(tokenizer, row["prompt"], chat_template), target + [tokenizer.eos_token_id]
+            yield format_prompt(tokenizer, row["prompt"], chat_template, input_template), target + [tokenizer.eos_token_id]
 
 
 def check_truncation(cfg, rows: list[dict]) -> None:
@@ -38,7 +38,7 @@ def check_truncation(cfg, rows: list[dict]) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     lost = []  # (1-based line, share of the response lost, response tokens, prompt tokens)
-    for line, (prompt, target) in enumerate(encode_full(rows, tokenizer, cfg.chat_template), 1):
+    for line, (prompt, target) in enumerate(encode_full(rows, tokenizer, cfg.chat_template, cfg.input_template), 1):
         kept = max(1, cfg.max_len - len(prompt))
         if kept < len(target):
             lost.append((line, 1 - kept / len(target), len(target), len(prompt)))
