@@ -148,3 +148,28 @@ def test_tofu_retain_run_of_another_split_stops_the_plan_before_any_step(tmp_pat
     assert f"{other}: the retain run has 200 forget items, --split forget01 has 40" in result.stderr
     assert steps(result.stdout) == []  # nothing ran, not even the first data step
     assert not (tmp_path / "second" / "runs" / "tofu" / "data").exists()
+
+
+def test_tofu_retain_model_trained_in_another_prompt_format_stops_the_plan_before_any_step(tmp_path):
+    """A retain model whose record says raw prompts (a fine-tune on questions as written) against the plan's
+    `[INST] {} [/INST]` evaluation was refused only at its evaluation, after all the training; the plan's first
+    step now checks it. The same model trained with that input template (`rerule train stage1 --input_template`)
+    goes through."""
+    from openrlhf_rerule.provenance import write_model_record
+    from test_eval_mismatch import _model
+
+    raw = _model(tmp_path / "models", "raw", trained="none")
+    result = tofu_plan(tmp_path, RETAIN_MODEL=str(raw), RETAIN_RUN=str(tmp_path / "retain_eval"))
+    assert result.returncode == 2
+    assert f'{raw}/rerule_model.json says chat_template "none" (the training prompts), this evaluation formats ' \
+           'prompts with --prompt_template "[INST] {} [/INST]"' in result.stderr
+    assert steps(result.stdout) == []  # nothing ran, not even the first data step
+    assert not (tmp_path / "runs" / "tofu" / "data").exists()
+
+    inst = _model(tmp_path / "models", "inst")
+    write_model_record(inst, {"made_by": "rerule train stage1", "chat_template": "none",
+                              "input_template": "[INST] {} [/INST]"})
+    (tmp_path / "second").mkdir()
+    result = tofu_plan(tmp_path / "second", RETAIN_MODEL=str(inst), RETAIN_RUN=str(tmp_path / "retain_eval"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert steps(result.stdout)[0] == "# DRY_RUN ran: rerule eval tofu"

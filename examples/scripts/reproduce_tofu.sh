@@ -12,7 +12,8 @@
 # Inputs: TOFU_DIR, the locuslab/TOFU files (forget01.json, forget01_perturbed.json, retain_perturbed.json,
 # real_authors_perturbed.json, world_facts_perturbed.json; a copy is in github strzar/purge, data/TOFU); for Forget
 # Quality either RETAIN_RUN (a `rerule eval tofu` output of the retain model, or TOFU's eval_log_forget.json of it)
-# or RETAIN_MODEL (a local retain-model directory, evaluated here once); BOUNDARY_ARGS, how `rerule data boundary`
+# or RETAIN_MODEL (a local retain-model directory, evaluated here once; its record's prompt format is checked
+# against the evaluation's before any step); BOUNDARY_ARGS, how `rerule data boundary`
 # makes the boundary questions (default: an OpenAI-compatible endpoint, see docs/data.md; "--offline --neighbours
 # FILE" swaps names offline), or
 # BOUNDARY_RETAIN=TOFU/retain99.json: boundary QA taken from TOFU's retain authors, less retain_perturbed's questions
@@ -30,10 +31,14 @@ benchmark_defaults tofu   # BASE_MODEL and INPUT_TEMPLATE, as the recipes will s
 # Evaluation in TOFU's Llama-2 prompt format (the recipes' INPUT_TEMPLATE).
 llama2_inst='[INST] {} [/INST]'
 template="${INPUT_TEMPLATE:-$llama2_inst}"
-# Forget Quality's retain run must be of this split and these settings: checked now, not after all the training.
+# Forget Quality's retain run must be of this split and these settings, and a retain model must take this prompt
+# format (its record's): checked now, not after all the training.
 if [[ -z "${RETAIN_MODEL:-}" ]]; then
   run rerule eval tofu --check_only --model "$BASE_MODEL" --data "$TOFU_DIR" --split forget01 \
     --prompt_template "$template" --retain_run "$RETAIN_RUN" --out "$RUN_ROOT/eval/.retain_check"
+else
+  run rerule eval tofu --check_only --model "$RETAIN_MODEL" --data "$TOFU_DIR" --split forget01 \
+    --prompt_template "$template" --out "$RETAIN_RUN" ${EVAL_ARGS:-}
 fi
 
 # 1. Data: forget QA -> boundary QA (a neighbouring entity) -> Stage 1 rows and Stage 2 prompts.
