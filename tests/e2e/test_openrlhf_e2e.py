@@ -76,8 +76,8 @@ def test_rule_is_vanilla_openrlhf_grpo_and_its_weights_reach_vllm(rule):
 def test_a_broken_weight_sync_is_detected(stack, stage1, world, tmp_path):
     """The control: a RULE run with vLLM never loading the weights it receives exits 0 all the same; only the
     metric tells, and the check above must fail on it. Half the steps suffice: the ratio compares two estimates of
-    the same distance (vLLM still samples from Stage 1, the reference), measured 0.55 over steps 3-4 and 0.44-0.61
-    over steps 5-8, against 0.002 with the weights arriving."""
+    the same distance (vLLM still samples from Stage 1, the reference), measured 0.59 for this run, 0.55 over steps 3-4
+    and 0.44-0.61 over steps 5-8 of a broken ReRULE run, against 0.002 with the weights arriving."""
     run = stack.recipe("train_rule_rwku.sh", tmp_path,
                        stage2_env(stage1, world, MAX_STEPS="2", JOB_ENV='"RERULE_CPU_E2E_BREAK_SYNC": "1"'))
     assert run.proc.returncode == 0
