@@ -49,7 +49,8 @@ class GRPOTrainer:
         if cfg.kl_coef > 0:  # the frozen reference is the starting policy (the Stage 1 checkpoint) by default
             self.ref, _ = load_model(cfg.ref_model or cfg.model, self.device, trainable=False)
         self.reward_fn = reward_fn or default_reward(cfg)
-        self.prompt_ids = [format_prompt(self.tokenizer, r["prompt"], cfg.chat_template, cfg.input_template) for r in self.rows]
+        self.prompt_ids = [format_prompt(self.tokenizer, r["prompt"], cfg.chat_template, cfg.input_template)
+                           for r in self.rows]
         self.optimizer = make_optimizer(self.model, cfg)
         self.sampler = IndexSampler(len(self.rows), cfg.seed)
         self.buffer = HardCaseReplayBuffer(cfg.replay) if cfg.replay.enable else None

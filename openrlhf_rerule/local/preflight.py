@@ -255,7 +255,8 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None, dict]:
                   "reference_model": str(Path(reference).resolve()) if reference else None,
                   "chat_template": cfg.chat_template}
     prompts = kind != "sft" or any("prompt" in row for row in rows)
-    record.update(input_template=(cfg.input_template or None) if prompts else None, rows=len(rows), overrides=overrides, config=dataclasses.asdict(cfg))
+    record.update(input_template=(cfg.input_template or None) if prompts else None, rows=len(rows),
+                  overrides=overrides, config=dataclasses.asdict(cfg))
     notes = check_resume_settings(cfg, ckpt) if ckpt is not None else []
     # ---- checks done: from here on --out may change ----
     out = Path(cfg.out)

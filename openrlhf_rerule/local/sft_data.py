@@ -28,7 +28,8 @@ def encode_full(rows, tokenizer, chat_template: str = "auto", input_template: st
             yield ids[:1], ids[1:] + [tokenizer.eos_token_id]
         else:
             target = tokenizer(row["response"], add_special_tokens=False)["input_ids"]
-            yield format_prompt(tokenizer, row["prompt"], chat_template, input_template), target + [tokenizer.eos_token_id]
+            prompt = format_prompt(tokenizer, row["prompt"], chat_template, input_template)
+            yield prompt, target + [tokenizer.eos_token_id]
 
 
 def check_truncation(cfg, rows: list[dict]) -> None:
