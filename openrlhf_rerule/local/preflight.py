@@ -239,10 +239,10 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None, dict]:
     if not getattr(cfg, "check_reward_target", True):
         overrides.append("--no_check_reward_target")
     record = {"made_by": "rerule train stage1", "stage": 1, "algorithm": "sft"}
+    # text rows wrap no prompt in anything: such a model was trained in no prompt format
+    prompts = kind != "sft" or any("prompt" in row for row in rows)
     if kind == "sft":
-        # text rows wrap no prompt in anything: such a model was trained in no prompt format
-        record.update(stage_fields(cfg.model, [cfg.data]),
-                      chat_template=cfg.chat_template if any("prompt" in row for row in rows) else None)
+        record.update(stage_fields(cfg.model, [cfg.data]), chat_template=cfg.chat_template if prompts else None)
     else:
         reference = (cfg.ref_model or cfg.model) if cfg.kl_coef > 0 else None
         setting = f"--chat_template {cfg.chat_template}" + (f" --input_template {cfg.input_template!r}"
@@ -254,7 +254,6 @@ def start_run(cfg, kind: str) -> tuple[list[dict], Path | None, dict]:
                   "algorithm": "grpo+replay" if cfg.replay.enable else "grpo", "reward_variant": cfg.reward_variant,
                   "reference_model": str(Path(reference).resolve()) if reference else None,
                   "chat_template": cfg.chat_template}
-    prompts = kind != "sft" or any("prompt" in row for row in rows)
     record.update(input_template=(cfg.input_template or None) if prompts else None, rows=len(rows),
                   overrides=overrides, config=dataclasses.asdict(cfg))
     notes = check_resume_settings(cfg, ckpt) if ckpt is not None else []
