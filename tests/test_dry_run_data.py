@@ -150,6 +150,30 @@ def test_tofu_retain_run_of_another_split_stops_the_plan_before_any_step(tmp_pat
     assert not (tmp_path / "second" / "runs" / "tofu" / "data").exists()
 
 
+def test_tofu_retain_run_check_uses_the_evaluations_eval_args(tmp_path):
+    """The retain run is checked with the settings the arms will be evaluated with, EVAL_ARGS included: a retain run
+    generated with 50 new tokens goes through with EVAL_ARGS="--max_new_tokens 50" and stops the plan without it
+    (the arms would be evaluated with 200, and Forget Quality refused after all the training)."""
+    tofu_plan(tmp_path)  # builds the fixture TOFU folder
+    questions = [json.loads(line)["question"] for line in (tmp_path / "TOFU" / "forget01.json").read_text()
+                 .splitlines()]
+    retain = tmp_path / "retain_eval"
+    retain.mkdir()
+    (retain / "tofu_items.json").write_text(json.dumps([{"set": "forget", "index": i, "question": q,
+                                                         "truth_ratio": 0.5} for i, q in enumerate(questions)]))
+    (retain / "tofu_summary.json").write_text(json.dumps({"benchmark": "tofu", "provenance": {
+        "model": {"path": "/models/retain"}, "settings": {
+            "split": "forget01", "chat_template_applied": False, "prompt_template": "[INST] {} [/INST]",
+            "system_prompt": None, "max_new_tokens": 50}}}))
+    for name, env, code in (("with", {"EVAL_ARGS": "--max_new_tokens 50"}, 0), ("without", {}, 2)):
+        (tmp_path / name).mkdir()
+        result = tofu_plan(tmp_path / name, RETAIN_RUN=str(retain), **env)
+        assert result.returncode == code, result.stderr[-2000:]
+    assert steps(result.stdout) == []  # without: nothing ran
+    assert f"--retain_run {retain}/tofu_summary.json: the retain run was evaluated with max_new_tokens 50; this " \
+           "evaluation: max_new_tokens 200" in result.stderr
+
+
 def test_tofu_retain_model_trained_in_another_prompt_format_stops_the_plan_before_any_step(tmp_path):
     """A retain model whose record says raw prompts (a fine-tune on questions as written) against the plan's
     `[INST] {} [/INST]` evaluation was refused only at its evaluation, after all the training; the plan's first

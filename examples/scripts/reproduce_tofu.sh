@@ -35,7 +35,7 @@ template="${INPUT_TEMPLATE:-$llama2_inst}"
 # format (its record's): checked now, not after all the training.
 if [[ -z "${RETAIN_MODEL:-}" ]]; then
   run rerule eval tofu --check_only --model "$BASE_MODEL" --data "$TOFU_DIR" --split forget01 \
-    --prompt_template "$template" --retain_run "$RETAIN_RUN" --out "$RUN_ROOT/eval/.retain_check"
+    --prompt_template "$template" --retain_run "$RETAIN_RUN" --out "$RUN_ROOT/eval/.retain_check" ${EVAL_ARGS:-}
 else
   run rerule eval tofu --check_only --model "$RETAIN_MODEL" --data "$TOFU_DIR" --split forget01 \
     --prompt_template "$template" --out "$RETAIN_RUN" ${EVAL_ARGS:-}
