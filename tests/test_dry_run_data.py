@@ -154,9 +154,8 @@ def test_tofu_retain_run_check_uses_the_evaluations_eval_args(tmp_path):
     """The retain run is checked with the settings the arms will be evaluated with, EVAL_ARGS included: a retain run
     generated with 50 new tokens goes through with EVAL_ARGS="--max_new_tokens 50" and stops the plan without it
     (the arms would be evaluated with 200, and Forget Quality refused after all the training)."""
-    tofu_plan(tmp_path)  # builds the fixture TOFU folder
-    questions = [json.loads(line)["question"] for line in (tmp_path / "TOFU" / "forget01.json").read_text()
-                 .splitlines()]
+    forget01 = Path(__file__).parent / "data/sources/tofu_two_authors/forget01_perturbed.json"  # tofu_plan's forget01
+    questions = [json.loads(line)["question"] for line in forget01.read_text().splitlines()]
     retain = tmp_path / "retain_eval"
     retain.mkdir()
     (retain / "tofu_items.json").write_text(json.dumps([{"set": "forget", "index": i, "question": q,
