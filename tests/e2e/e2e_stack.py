@@ -63,28 +63,6 @@ def stop_jobs(address: str) -> None:
             client.stop_job(job.submission_id)
 
 
-def kill_actors(address: str) -> None:
-    """SIGKILL every live actor of the cluster (one job runs at a time here) with its child processes (vLLM's
-    engine core, the job's driver under its supervisor), and wait until they are gone."""
-    import psutil
-    from ray.util.state import list_actors
-
-    procs = []
-    for actor in list_actors(address=address, filters=[("state", "=", "ALIVE")], limit=10_000):
-        try:
-            proc = psutil.Process(actor.pid)
-            procs += [proc, *proc.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            pass
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=120)
-    assert not alive, f"processes of a killed run still alive after 120 s: {alive}"
-
-
 def parse_steps(log: str) -> dict[int, dict]:
     """OpenRLHF's driver logs every step as `Global step N: {...}`: the metrics a run reports, by step."""
     steps = {}
@@ -172,8 +150,26 @@ class Run:
     def kill(self) -> None:
         """Kill the run as a crash would: its processes first, so that nothing is written after this returns.
         Stopping the job alone is not that: under load a two-rank run's actors trained two more steps and wrote
-        their checkpoint after stop_job returned (the test then read a stale step)."""
-        kill_actors(self.address)
+        their checkpoint after stop_job returned (the test then read a stale step). So: every live actor of the
+        cluster (one job runs at a time here) with its child processes (vLLM's engine core, the job's driver under
+        its supervisor) gets SIGKILL, and they must be gone before the job is stopped."""
+        import psutil
+        from ray.util.state import list_actors
+
+        procs = []
+        for actor in list_actors(address=self.address, filters=[("state", "=", "ALIVE")], limit=10_000):
+            try:
+                proc = psutil.Process(actor.pid)
+                procs += [proc, *proc.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+        for proc in procs:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=120)
+        assert not alive, f"processes of a killed run still alive after 120 s: {alive}"
         stop_jobs(self.address)
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
