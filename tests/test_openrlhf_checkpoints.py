@@ -9,6 +9,7 @@ resume whose `latest` names nothing loadable is refused before Ray starts, in on
 killed during a save at two ranks, is tests/e2e/test_openrlhf_dp_e2e.py."""
 
 import os
+import shutil
 import types
 
 import deepspeed
@@ -121,6 +122,51 @@ def test_the_same_checkpoints_are_kept_as_openrlhfs_rotation_keeps(one_process, 
             os.utime(os.path.join(policy.strategy.args.ckpt.path, "_actor", tag), (order, order))
         assert saved(tmp_path / "ours") == saved(tmp_path / "theirs"), tag
     assert len([d for d in saved(tmp_path / "ours") if not d.startswith("best")]) == max_num
+
+
+def test_a_kill_while_a_checkpoint_is_rotated_out_leaves_it_whole_or_gone(one_process, tmp_path, monkeypatch):
+    """The CI failure of the two-rank e2e kill: the first run was killed while it deleted global_step2, after
+    global_step4 was complete. The half-deleted folder, newer by modification time, was kept by the resumed run's
+    next save and global_step4 deleted in its place; a kill in that save then left nothing to resume from."""
+    policy = actor(RecordingPolicyModel, tmp_path, max_num=1)
+    policy.save_checkpoint("global_step2", {"global_step": 2})
+    rmtree = shutil.rmtree
+
+    def killed_during_rmtree(path, *args, **kwargs):
+        files = sorted(os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names)
+        if files:  # one file goes, then the process dies
+            os.remove(files[0])
+            raise Killed
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", killed_during_rmtree)
+    with pytest.raises(Killed):
+        policy.save_checkpoint("global_step4", {"global_step": 4})
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    assert saved(tmp_path) == ["global_step4"] and latest(tmp_path) == "global_step4"  # the rest is out of _actor
+    check_resumable(resume_args(tmp_path))
+    policy.actor.model.kill_after_model_states = True  # the resumed run, killed in its next save
+    with pytest.raises(Killed):
+        policy.save_checkpoint("global_step6", {"global_step": 6})
+    assert saved(tmp_path) == ["global_step4", "global_step6"] and latest(tmp_path) == "global_step4"
+    check_resumable(resume_args(tmp_path))
+    policy.actor.model.kill_after_model_states = False
+    policy.save_checkpoint("global_step6", {"global_step": 6})
+    assert saved(tmp_path) == ["global_step6"] and sorted(os.listdir(tmp_path)) == ["_actor"]
+
+
+def test_the_oldest_checkpoint_is_the_lowest_step_whatever_the_modification_times(one_process, tmp_path):
+    """A copy without timestamps (or a killed deletion) reorders modification times; a folder of a later step than
+    the one being saved is an abandoned run's (the run resumed from an earlier checkpoint)."""
+    policy = actor(RecordingPolicyModel, tmp_path, max_num=2)
+    for step in (2, 4):
+        policy.save_checkpoint(f"global_step{step}", {"global_step": step})
+    os.utime(tmp_path / "_actor" / "global_step4", (0, 0))  # older than global_step2 by the clock
+    policy.save_checkpoint("global_step6", {"global_step": 6})
+    assert saved(tmp_path) == ["global_step4", "global_step6"]
+    (tmp_path / "_actor" / "global_step10").mkdir()  # the newest by the clock
+    policy.save_checkpoint("global_step8", {"global_step": 8})
+    assert saved(tmp_path) == ["global_step6", "global_step8"]
 
 
 def test_a_resume_from_an_empty_or_gutted_latest_is_refused_in_one_line(tmp_path, capsys):

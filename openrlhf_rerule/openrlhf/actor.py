@@ -8,6 +8,7 @@ replay update back to back, so that under `--ds.enable_sleep` both share OpenRLH
 
 import math
 import os
+import re
 import shutil
 import time
 
@@ -23,6 +24,8 @@ from openrlhf_rerule.replay import ReplayConfig
 import_openrlhf()
 from openrlhf.models.utils import masked_mean  # noqa: E402
 from openrlhf.trainer.ray.ppo_actor import ActorPPOTrainer, PolicyModelActor  # noqa: E402
+
+ROTATED_OUT = "_rotated_out"  # beside <ckpt.path>/_actor: checkpoints being deleted (see rotate_out)
 
 
 class ReplayLoss:
@@ -151,33 +154,53 @@ class RecordingPolicyModel(PolicyModelActor.__ray_actor_class__):
     def save_checkpoint(self, tag, client_states=None, metric_value=None, metric_key=None):
         # OpenRLHF's strategy.save_ckpt deletes the checkpoint it rotates out *before* DeepSpeed writes the new one,
         # so under --ckpt.max_num 1 a kill during a save left no complete checkpoint (`latest` naming a deleted
-        # folder). Here it rotates with one slot more, and the checkpoint it would have deleted goes once the new
-        # one is complete. Rank 0 only: the other ranks wait at save_ckpt's barrier, which comes before any write.
+        # folder). Here at most max_num others are left before the save (so save_ckpt, given one slot more, deletes
+        # none), and the one it would have deleted goes once the new one is complete. Rank 0 only: the other ranks
+        # wait at save_ckpt's barrier, which comes before any write.
         args = self.strategy.args
         save_dir, max_num = os.path.join(args.ckpt.path, "_actor"), args.ckpt.max_num
         rotating = self.strategy.is_rank_0() and not self.disable_ds_ckpt and not tag.startswith("best")
-        if rotating and os.path.isdir(os.path.join(save_dir, tag)):
-            # an interrupted save's leftover (the run resumed from the checkpoint before it): it must not take a slot
-            shutil.rmtree(os.path.join(save_dir, tag))
+        if rotating:
+            shutil.rmtree(os.path.join(args.ckpt.path, ROTATED_OUT), ignore_errors=True)  # a killed deletion's rest
+            # An interrupted save's leftover (the run resumed from the checkpoint before it) must not take a slot.
+            self.rotate_out(save_dir, tag, keep=max_num, also_tag=True)
         args.ckpt.max_num = max_num + 1
         try:
             super().save_checkpoint(tag, client_states, metric_value, metric_key)
         finally:
             args.ckpt.max_num = max_num
-        if rotating and os.path.isdir(save_dir):  # save_ckpt's order (openrlhf/utils/deepspeed/deepspeed.py): no
-            # metric, worst metric, oldest. (No folder here: it went to another node's disk, which the driver reports.)
-            older = [os.path.join(save_dir, d) for d in os.listdir(save_dir)
-                     if d != tag and not d.startswith("best") and os.path.isdir(os.path.join(save_dir, d))]
-            metric = {path: self.strategy._read_ckpt_metric(path) for path in older}
-            older.sort(key=lambda p: (metric[p] is not None, -math.inf if metric[p] is None else metric[p],
-                                      os.path.getmtime(p)))
-            for path in older[:max(0, len(older) + 1 - max_num)]:
-                shutil.rmtree(path)
-                self.strategy.print(f"Deleted checkpoint {path} (rotated out once {tag} was complete)")
+        if rotating and os.path.isdir(save_dir):  # (no folder: it went to another node's disk, which the driver
+            self.rotate_out(save_dir, tag, keep=max_num - 1)  # reports)
         if self.strategy.is_rank_0():
             for folder in (os.path.join(args.ckpt.path, "_actor", tag), os.path.join(args.ckpt.path, f"{tag}_hf")):
                 if os.path.isdir(folder):  # (no DeepSpeed folder under --ckpt.disable_ds, no HF one without save_hf)
                     write_model_record(folder, {**args.rerule_record, "steps": int(tag.rsplit("step", 1)[1])})
+
+    def rotate_out(self, save_dir: str, tag: str, keep: int, also_tag: bool = False) -> None:
+        """Delete all but `keep` of the regular checkpoints other than `tag` (and `tag` itself with `also_tag`), in
+        save_ckpt's order (openrlhf/utils/deepspeed/deepspeed.py): no metric, worst metric, oldest. Oldest by step,
+        not by modification time, which a killed deletion or a copy changes; a later step than `tag` is an abandoned
+        run's and goes first. Each is renamed out of `save_dir` before its files go: a kill leaves it whole or gone."""
+        tag_step = int(tag.rsplit("step", 1)[1])
+
+        def step(path):
+            found = re.fullmatch(r"global_step(\d+)", os.path.basename(path))
+            return -1 if found is None or int(found[1]) > tag_step else int(found[1])
+
+        older = [os.path.join(save_dir, d) for d in os.listdir(save_dir) if d != tag and not d.startswith("best")
+                 and os.path.isdir(os.path.join(save_dir, d))] if os.path.isdir(save_dir) else []
+        metric = {path: self.strategy._read_ckpt_metric(path) for path in older}
+        older.sort(key=lambda p: (metric[p] is not None, -math.inf if metric[p] is None else metric[p], step(p)))
+        doomed = older[:max(0, len(older) - keep)]
+        if also_tag and os.path.isdir(os.path.join(save_dir, tag)):
+            doomed.append(os.path.join(save_dir, tag))
+        trash = os.path.join(os.path.dirname(save_dir), ROTATED_OUT)
+        for path in doomed:
+            os.makedirs(trash, exist_ok=True)
+            os.rename(path, os.path.join(trash, os.path.basename(path)))
+            shutil.rmtree(trash)
+            self.strategy.print(f"Deleted checkpoint {path}" + (" (an interrupted save's)" if os.path.basename(path)
+                                                                 == tag else f" (rotated out for {tag})"))
 
 
 RecordingPolicyModelActor = ray.remote(num_gpus=1)(RecordingPolicyModel)
