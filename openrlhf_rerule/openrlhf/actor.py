@@ -179,8 +179,8 @@ class RecordingPolicyModel(PolicyModelActor.__ray_actor_class__):
     def rotate_out(self, save_dir: str, tag: str, keep: int, also_tag: bool = False) -> None:
         """Delete all but `keep` of the regular checkpoints other than `tag` (and `tag` itself with `also_tag`), in
         save_ckpt's order (openrlhf/utils/deepspeed/deepspeed.py): no metric, worst metric, oldest. Oldest by step,
-        not by modification time, which a killed deletion or a copy changes; a later step than `tag` is an abandoned
-        run's and goes first. Each is renamed out of `save_dir` before its files go: a kill leaves it whole or gone."""
+        not by modification time, which a killed deletion or a copy changes; a later step than `tag` (an abandoned
+        run's) counts as the oldest. Each is renamed out of `save_dir` before its files go: a kill leaves it whole or gone."""
         tag_step = int(tag.rsplit("step", 1)[1])
 
         def step(path):
