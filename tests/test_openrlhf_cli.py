@@ -88,10 +88,11 @@ def test_without_replay_it_is_openrlhf_train_with_the_recording_actor_only(monke
     from openrlhf_rerule.openrlhf.actor import RecordingPolicyModelActor, ReplayPolicyModelActor
     from openrlhf_rerule.openrlhf.trainer import ReplayPPOTrainer
     assert seen == [(False, RecordingPolicyModelActor, original[1]), (True, ReplayPolicyModelActor, ReplayPPOTrainer)]
-    # the RULE arm's actor is OpenRLHF's with the record writing added, nothing else
+    # the RULE arm's actor is OpenRLHF's with the record writing and the kill-safe checkpoint rotation added,
+    # nothing else
     assert RecordingPolicyModelActor.__ray_actor_class__.__bases__ == (original[0].__ray_actor_class__,)
     assert set(vars(RecordingPolicyModelActor.__ray_actor_class__)) - {"__module__", "__doc__", "__qualname__"} == {
-        "steps_trained", "fit", "save_model", "save_checkpoint"}
+        "steps_trained", "fit", "save_model", "save_checkpoint", "rotate_out"}
     assert (upstream.PolicyModelActor, ppo_trainer.PPOTrainer) == original  # exchanged for that call only
 
 
