@@ -160,17 +160,15 @@ class RecordingPolicyModel(PolicyModelActor.__ray_actor_class__):
         args = self.strategy.args
         save_dir, max_num = os.path.join(args.ckpt.path, "_actor"), args.ckpt.max_num
         rotating = self.strategy.is_rank_0() and not self.disable_ds_ckpt and not tag.startswith("best")
-        if rotating:
-            shutil.rmtree(os.path.join(args.ckpt.path, ROTATED_OUT), ignore_errors=True)  # a killed deletion's rest
-            # An interrupted save's leftover (the run resumed from the checkpoint before it) must not take a slot.
+        if rotating:  # an interrupted save's leftover (the run resumed from the checkpoint before it) takes no slot
             self.rotate_out(save_dir, tag, keep=max_num, also_tag=True)
         args.ckpt.max_num = max_num + 1
         try:
             super().save_checkpoint(tag, client_states, metric_value, metric_key)
         finally:
             args.ckpt.max_num = max_num
-        if rotating and os.path.isdir(save_dir):  # (no folder: it went to another node's disk, which the driver
-            self.rotate_out(save_dir, tag, keep=max_num - 1)  # reports)
+        if rotating:
+            self.rotate_out(save_dir, tag, keep=max_num - 1)
         if self.strategy.is_rank_0():
             for folder in (os.path.join(args.ckpt.path, "_actor", tag), os.path.join(args.ckpt.path, f"{tag}_hf")):
                 if os.path.isdir(folder):  # (no DeepSpeed folder under --ckpt.disable_ds, no HF one without save_hf)
@@ -180,13 +178,17 @@ class RecordingPolicyModel(PolicyModelActor.__ray_actor_class__):
         """Delete all but `keep` of the regular checkpoints other than `tag` (and `tag` itself with `also_tag`), in
         save_ckpt's order (openrlhf/utils/deepspeed/deepspeed.py): no metric, worst metric, oldest. Oldest by step,
         not by modification time, which a killed deletion or a copy changes; a later step than `tag` (an abandoned
-        run's) counts as the oldest. Each is renamed out of `save_dir` before its files go: a kill leaves it whole or gone."""
+        run's) counts as the oldest. Each is renamed out of `save_dir` before its files go: a kill leaves it whole
+        or gone, and what a killed deletion left is cleared first."""
         tag_step = int(tag.rsplit("step", 1)[1])
 
         def step(path):
             found = re.fullmatch(r"global_step(\d+)", os.path.basename(path))
             return -1 if found is None or int(found[1]) > tag_step else int(found[1])
 
+        trash = os.path.join(os.path.dirname(save_dir), ROTATED_OUT)
+        shutil.rmtree(trash, ignore_errors=True)
+        # (No folder: before the first save, or the save went to another node's disk, which the driver reports.)
         older = [os.path.join(save_dir, d) for d in os.listdir(save_dir) if d != tag and not d.startswith("best")
                  and os.path.isdir(os.path.join(save_dir, d))] if os.path.isdir(save_dir) else []
         metric = {path: self.strategy._read_ckpt_metric(path) for path in older}
@@ -194,7 +196,6 @@ class RecordingPolicyModel(PolicyModelActor.__ray_actor_class__):
         doomed = older[:max(0, len(older) - keep)]
         if also_tag and os.path.isdir(os.path.join(save_dir, tag)):
             doomed.append(os.path.join(save_dir, tag))
-        trash = os.path.join(os.path.dirname(save_dir), ROTATED_OUT)
         for path in doomed:
             os.makedirs(trash, exist_ok=True)
             os.rename(path, os.path.join(trash, os.path.basename(path)))
